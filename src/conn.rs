@@ -1,0 +1,292 @@
+//! One TCP connection: its socket, its session, the output it could not send yet, and its
+//! deadline. [`Conn::pump`] moves bytes between the socket and the session until the socket
+//! would block; it never blocks and never waits.
+//!
+//! The life of a connection:
+//! ```text
+//!   Serving ── session finished, output sent ──► shutdown(Write) ──► Lingering ── EOF ──► closed
+//!      │                                                                  │
+//!      └── client had already sent EOF: close at once ──► closed          └─ linger deadline ──► closed
+//! ```
+//! Lingering is the graceful close: after the reply the write side is shut down (the client
+//! sees EOF after the reply) and whatever the client still sends is read and thrown away
+//! until its EOF. Closing a socket with unread input would make the kernel answer with a
+//! reset, which can destroy a reply the client has not read yet.
+//!
+//! Backpressure: the connection reads only while it holds no unsent output, so it holds at
+//! most one read's answer (at most `--max-output` bytes, plus `ack`'s text). A client that
+//! sends but never reads fills the kernel's buffers and then simply waits.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::Duration;
+
+use log::trace;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::deadline::{after, Deadline, Millis};
+use crate::logbytes::Escaped;
+use crate::session::{Session, Settings, Step};
+
+/// Where the connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The session is running (or its last words are being written).
+    Serving,
+    /// The write side is shut; unread input is drained until EOF or the linger deadline.
+    Lingering,
+}
+
+/// What a pump left the connection as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for readiness or a deadline.
+    Open,
+    /// It still has work but used its turn; pump it again before sleeping.
+    Yielded,
+    /// Done: the connection should be closed, for this reason.
+    Closed(&'static str),
+}
+
+/// How many reads or writes one pump may do before yielding, so a fast client cannot starve
+/// the others.
+const TURN: usize = 32;
+
+/// The loop's shared buffers and settings, lent to a connection while it is pumped.
+pub struct Cx<'a> {
+    /// Where reads land (shared by every connection: a connection owns no read buffer).
+    pub read_buf: &'a mut [u8],
+    /// Where sessions write their output before it goes to the socket.
+    pub out: &'a mut Vec<u8>,
+    pub settings: Settings<'a>,
+    /// The most bytes one read may take (`--max-output`).
+    pub max_output: usize,
+    pub idle_timeout: Duration,
+    pub linger: Duration,
+    pub now: Millis,
+}
+
+/// One TCP connection.
+#[derive(Debug)]
+pub struct Conn {
+    pub stream: TcpStream,
+    pub session: Session,
+    pub deadline: Deadline,
+    /// Output the socket did not take yet; holds no allocation while empty.
+    unsent: Vec<u8>,
+    phase: Phase,
+    /// The client sent EOF and it was read.
+    read_eof: bool,
+    /// Whether the poll was asked for WRITABLE too (kept so that interest changes, which
+    /// cost a system call, happen only when output starts or stops waiting).
+    writable_registered: bool,
+    /// Whether the connection counts toward `--max-connections` (a refused one does not).
+    pub counted: bool,
+    /// Closed, and waiting for the end of the event batch to leave the slab.
+    pub closed: bool,
+}
+
+impl Conn {
+    /// A new connection whose session has written its first words into `cx.out`; they are
+    /// sent at once (a fresh socket has room), and only what does not fit is kept.
+    pub fn open(stream: TcpStream, session: Session, counted: bool, cx: &mut Cx) -> io::Result<Conn> {
+        let mut conn = Conn {
+            stream,
+            session,
+            deadline: Deadline::default(),
+            unsent: Vec::new(),
+            phase: Phase::Serving,
+            read_eof: false,
+            writable_registered: false,
+            counted,
+            closed: false,
+        };
+        conn.deadline.set(after(cx.now, cx.idle_timeout));
+        conn.send(cx.out)?;
+        Ok(conn)
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Registers the socket: READABLE, and WRITABLE too while output waits.
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        self.writable_registered = !self.unsent.is_empty();
+        let interest = self.interest();
+        registry.register(&mut self.stream, token, interest)
+    }
+
+    /// Tells the poll about a change in whether output waits (rare: only when the socket's
+    /// send buffer fills, and when it drains again).
+    pub fn update_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        if self.writable_registered == self.unsent.is_empty() {
+            self.writable_registered = !self.unsent.is_empty();
+            let interest = self.interest();
+            trace!("{token:?}: interest now {interest:?}");
+            registry.reregister(&mut self.stream, token, interest)?;
+        }
+        Ok(())
+    }
+
+    fn interest(&self) -> Interest {
+        if self.writable_registered {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        }
+    }
+
+    /// Does all the I/O the connection can do now.
+    pub fn pump(&mut self, key: usize, cx: &mut Cx) -> Status {
+        let mut moved = false;
+        let status = self.pump_turn(key, cx, &mut moved).unwrap_or_else(|e| {
+            cx.out.clear();
+            Status::Closed(closed_by(&e))
+        });
+        if moved && self.phase == Phase::Serving && self.session.activity_extends_deadline() {
+            self.deadline.set(after(cx.now, cx.idle_timeout));
+        }
+        status
+    }
+
+    /// The connection's deadline passed.
+    pub fn on_deadline(&mut self, key: usize, cx: &mut Cx) -> Status {
+        if self.phase == Phase::Lingering {
+            return Status::Closed("linger deadline passed");
+        }
+        let step = self.session.on_deadline(&cx.settings, cx.out);
+        self.note(key, step);
+        self.pump(key, cx)
+    }
+
+    /// The daemon stops now: last words (if any) are written if the socket takes them, then
+    /// the connection is to be closed.
+    pub fn on_shutdown(&mut self, key: usize, cx: &mut Cx) {
+        let step = self.session.on_shutdown(cx.out);
+        self.note(key, step);
+        if self.unsent.is_empty() && self.send(cx.out).is_ok() && self.unsent.is_empty() {
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+        cx.out.clear();
+    }
+
+    fn pump_turn(&mut self, key: usize, cx: &mut Cx, moved: &mut bool) -> io::Result<Status> {
+        for _ in 0..TURN {
+            if !self.flush(moved)? {
+                return Ok(Status::Open);
+            }
+            if self.phase == Phase::Serving && self.session.is_finished() {
+                if self.read_eof {
+                    return Ok(Status::Closed("done"));
+                }
+                self.stream.shutdown(Shutdown::Write)?;
+                self.phase = Phase::Lingering;
+                self.deadline.set(after(cx.now, cx.linger));
+                trace!("conn {key}: write side shut, lingering");
+            }
+            let limit = match self.phase {
+                Phase::Serving => cx
+                    .read_buf
+                    .len()
+                    .min(cx.max_output)
+                    .min(self.session.max_read()),
+                Phase::Lingering => cx.read_buf.len(),
+            };
+            let n = match self.stream.read(&mut cx.read_buf[..limit]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Status::Open),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let data = &cx.read_buf[..n];
+            if self.phase == Phase::Lingering {
+                if n == 0 {
+                    return Ok(Status::Closed("done"));
+                }
+                trace!("conn {key}: discarded {n} bytes while lingering");
+                continue;
+            }
+            let step = if n == 0 {
+                trace!("conn {key}: read EOF");
+                self.read_eof = true;
+                self.session.on_eof(cx.out)
+            } else {
+                trace!("conn {key}: read {n} bytes: {}", Escaped(data));
+                *moved = true;
+                self.session.on_data(data, &cx.settings, cx.out)
+            };
+            self.note(key, step);
+            if !self.send(cx.out)? {
+                return Ok(Status::Open);
+            }
+            *moved = true;
+        }
+        Ok(Status::Yielded)
+    }
+
+    /// Writes what the session just said, straight from the shared buffer; keeps what the
+    /// socket does not take. Returns whether everything went.
+    fn send(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        debug_assert!(self.unsent.is_empty());
+        let mut sent = 0;
+        let result = loop {
+            if sent == out.len() {
+                break Ok(true);
+            }
+            match self.stream.write(&out[sent..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.unsent.extend_from_slice(&out[sent..]);
+                    break Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        out.clear();
+        result
+    }
+
+    /// Writes held output. Returns whether none is left; frees the buffer when so.
+    fn flush(&mut self, moved: &mut bool) -> io::Result<bool> {
+        while !self.unsent.is_empty() {
+            match self.stream.write(&self.unsent) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.unsent.drain(..n);
+                    *moved = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.unsent.capacity() > 0 {
+            self.unsent = Vec::new();
+        }
+        Ok(true)
+    }
+
+    fn note(&self, key: usize, step: Step) {
+        if step != Step::NeedMore && step != Step::Ignored {
+            trace!(
+                "conn {key}: {step:?}, session {}",
+                self.session.state_name()
+            );
+        }
+    }
+}
+
+/// A short reason for a connection that ended with an error.
+pub fn closed_by(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset => "reset by peer",
+        io::ErrorKind::BrokenPipe => "peer went away",
+        io::ErrorKind::ConnectionAborted => "aborted",
+        io::ErrorKind::TimedOut => "timed out (keepalive)",
+        _ => "socket error",
+    }
+}

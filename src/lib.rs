@@ -1,0 +1,36 @@
+//! oneloop: the classic socket-programming services (line count, echo, ack, time) over TCP and
+//! UDP from one thread and one `mio` poll loop.
+//!
+//! ```no_run
+//! use oneloop::{Config, Server};
+//! use oneloop::config::{Instance, Transport};
+//!
+//! let count = Instance::parse(Transport::Tcp, "count@127.0.0.1:0").unwrap();
+//! let server = Server::bind(Config::with_instances(vec![count])).unwrap();
+//! println!("serving on {}", server.instances()[0].addr);
+//! let stop = server.shutdown_handle();
+//! let loop_thread = std::thread::spawn(move || server.run());
+//! // ... talk to it ...
+//! stop.shutdown();
+//! let summary = loop_thread.join().unwrap().unwrap();
+//! println!("{summary}");
+//! ```
+//!
+//! Map of the crate: `config` (what to serve, limits), `sockets` (socket set-up), `server`
+//! (the loop), `conn` (one connection's I/O), `session` (the protocols, without I/O), `udp`
+//! (the UDP services), `deadline` (timers), `cli` (the command line).
+
+pub mod cli;
+pub mod client;
+pub mod config;
+mod conn;
+mod deadline;
+mod logbytes;
+mod server;
+pub mod session;
+pub mod sockets;
+pub mod sockopts;
+pub mod udp;
+
+pub use config::Config;
+pub use server::{BindError, Server, Shutdown, Summary};

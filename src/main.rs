@@ -1,0 +1,25 @@
+//! The `oneloop` command: `serve` (the default), `client`, `sockopts`.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let sub = args.first().and_then(|a| a.to_str()).unwrap_or("");
+    let code = match sub {
+        "client" => {
+            args.remove(0);
+            oneloop::client::run_cli(args)
+        }
+        "sockopts" => {
+            args.remove(0);
+            oneloop::sockopts::run_cli(args)
+        }
+        "serve" => {
+            args.remove(0);
+            oneloop::cli::serve(args)
+        }
+        _ => oneloop::cli::serve(args),
+    };
+    ExitCode::from(code)
+}

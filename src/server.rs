@@ -1,0 +1,641 @@
+//! The event loop: one thread, one `mio::Poll`, every socket of every service.
+//!
+//! ```text
+//!   Poll ── events ──► dispatch by Token
+//!     │                  ├─ listener   → accept until WouldBlock → slab.insert(Conn)
+//!     │                  ├─ udp socket → recv_from until WouldBlock → reply
+//!     │                  ├─ conn       → Conn::pump: read ⇄ session ⇄ write
+//!     │                  ├─ signals    → begin the drain (a second one: stop now)
+//!     │                  └─ waker      → the same, from a Shutdown handle
+//!     └── timeout = the nearest deadline; none at all when nothing is armed
+//! ```
+//! Tokens: 0 is the waker, 1 the signals, then one per listener and UDP socket, then one per
+//! connection (`FIRST_CONN + slab key`). A connection that closes during a batch of events
+//! stays in the slab until the batch is done, so a later event of that batch cannot reach a
+//! new connection that reused its key.
+//!
+//! Readiness is edge-triggered: every handler repeats its call until `WouldBlock`. Each
+//! connection is registered once for both directions; its interest never changes, so the
+//! loop makes no `epoll_ctl` calls beyond the one that adds it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use log::{debug, info, trace, warn};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::config::{Config, Instance, Transport};
+use crate::conn::{Conn, Cx, Phase, Status};
+use crate::deadline::{after, Clock, Fire, Millis, Timers};
+use crate::session::{display_peer, Session, Settings};
+use crate::sockets;
+use crate::udp::{self, DropLog};
+
+const WAKER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const FIRST_SOURCE: usize = 2;
+
+/// The shared read buffer: the largest UDP datagram fits.
+const READ_BUF: usize = 64 * 1024;
+
+/// How long accepting stays paused after running out of file descriptors, unless a
+/// connection closes first.
+const ACCEPT_RETRY: Duration = Duration::from_secs(1);
+
+/// Why `Server::bind` failed.
+#[derive(Debug)]
+pub enum BindError {
+    /// The configuration is not usable.
+    Config(crate::config::ConfigError),
+    /// An address could not be bound (the text names it and the reason).
+    Bind(String, io::Error),
+    /// The poll, waker or signal handlers could not be set up.
+    Setup(io::Error),
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindError::Config(e) => write!(f, "{e}"),
+            BindError::Bind(what, e) => write!(f, "cannot bind {what}: {}", sockets::reason(e)),
+            BindError::Setup(e) => write!(f, "cannot start the event loop: {}", sockets::reason(e)),
+        }
+    }
+}
+
+impl std::error::Error for BindError {}
+
+/// The counters of the summary line logged at exit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// TCP connections accepted and served (refused ones not included).
+    pub served: u64,
+    /// TCP connections refused with the busy message.
+    pub refused: u64,
+    /// Connections whose deadline passed before the request was complete.
+    pub timed_out: u64,
+    /// UDP datagrams answered.
+    pub answered: u64,
+    /// UDP datagrams not answered (loop protection, empty echo, reply not sent).
+    pub dropped: u64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connections served {}, refused {}, timed out {}; datagrams answered {}, dropped {}",
+            self.served, self.refused, self.timed_out, self.answered, self.dropped
+        )
+    }
+}
+
+/// Stops a running server from another thread: the first call drains like SIGTERM, a second
+/// one stops at once.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    waker: Arc<Waker>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl Shutdown {
+    pub fn shutdown(&self) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        // A failed wake leaves the request counted; there is nothing better to do with it.
+        let _ = self.waker.wake();
+    }
+}
+
+/// The socket of one service instance (index `i` has token `FIRST_SOURCE + i`).
+enum Source {
+    Listener(TcpListener),
+    Udp(mio::net::UdpSocket),
+    /// Closed when the drain began.
+    Closed,
+}
+
+/// The daemon: bound sockets and the loop that serves them.
+pub struct Server {
+    poll: Poll,
+    config: Config,
+    instances: Vec<Instance>,
+    sources: Vec<Source>,
+    udp_ports: Vec<u16>,
+    drops: DropLog,
+    conns: Slab<Conn>,
+    /// Connections that count toward `--max-connections`.
+    held: usize,
+    /// Keys closed during the current batch, removed after it (each is marked `closed`).
+    closed: Vec<usize>,
+    /// Connections that used their turn and want another before the loop sleeps.
+    again: Vec<usize>,
+    timers: Timers,
+    clock: Clock,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    shutdown: Shutdown,
+    /// Shutdown requests from handles already acted on.
+    handled_requests: usize,
+    /// Stop requests so far (signals and handles): 1 drains, 2 stops.
+    stop_requests: usize,
+    /// When the drain must end, once it has begun.
+    drain_until: Option<Millis>,
+    /// Set while accepting is paused for lack of file descriptors: when to try again.
+    accept_paused_until: Option<Millis>,
+    read_buf: Vec<u8>,
+    out: Vec<u8>,
+    summary: Summary,
+}
+
+impl Server {
+    /// Sets up signal handling, binds every instance and logs `listening on ...` for each,
+    /// with the real port when port 0 was asked for.
+    pub fn bind(config: Config) -> Result<Server, BindError> {
+        config.validate().map_err(BindError::Config)?;
+        match sockets::raise_fd_limit() {
+            Ok(limit) => debug!("open-file limit: {limit}"),
+            Err(e) => warn!("cannot raise the open-file limit: {}", sockets::reason(&e)),
+        }
+        let poll = Poll::new().map_err(BindError::Setup)?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(BindError::Setup)?;
+        let signals = if config.handle_signals {
+            let mut signals = signal_hook_mio::v1_0::Signals::new([
+                signal_hook::consts::SIGINT,
+                signal_hook::consts::SIGTERM,
+            ])
+            .map_err(BindError::Setup)?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)
+                .map_err(BindError::Setup)?;
+            Some(signals)
+        } else {
+            None
+        };
+
+        let mut instances = Vec::with_capacity(config.instances.len());
+        let mut sources = Vec::with_capacity(config.instances.len());
+        for (i, asked) in config.instances.iter().enumerate() {
+            let cannot = |e| BindError::Bind(format!("{} {}", asked.transport, asked.addr), e);
+            let token = Token(FIRST_SOURCE + i);
+            let registry = poll.registry();
+            let (source, addr) = match asked.transport {
+                Transport::Tcp => {
+                    let mut socket =
+                        sockets::tcp_listener(asked.addr, &config.sockets).map_err(cannot)?;
+                    registry
+                        .register(&mut socket, token, Interest::READABLE)
+                        .map_err(BindError::Setup)?;
+                    let addr = socket.local_addr().map_err(cannot)?;
+                    (Source::Listener(socket), addr)
+                }
+                Transport::Udp => {
+                    let mut socket =
+                        sockets::udp_socket(asked.addr, &config.sockets).map_err(cannot)?;
+                    registry
+                        .register(&mut socket, token, Interest::READABLE)
+                        .map_err(BindError::Setup)?;
+                    let addr = socket.local_addr().map_err(cannot)?;
+                    (Source::Udp(socket), addr)
+                }
+            };
+            sources.push(source);
+            instances.push(Instance { addr, ..*asked });
+        }
+        for instance in &instances {
+            info!("listening on {instance}");
+        }
+        let udp_ports = instances
+            .iter()
+            .filter(|i| i.transport == Transport::Udp)
+            .map(|i| i.addr.port())
+            .collect();
+        Ok(Server {
+            poll,
+            instances,
+            sources,
+            udp_ports,
+            drops: DropLog::default(),
+            conns: Slab::new(),
+            held: 0,
+            closed: Vec::new(),
+            again: Vec::new(),
+            timers: Timers::default(),
+            clock: Clock::new(),
+            signals,
+            shutdown: Shutdown {
+                waker: Arc::new(waker),
+                requests: Arc::new(AtomicUsize::new(0)),
+            },
+            handled_requests: 0,
+            stop_requests: 0,
+            drain_until: None,
+            accept_paused_until: None,
+            read_buf: vec![0; READ_BUF],
+            out: Vec::with_capacity(READ_BUF + crate::config::MAX_ACK_REPLY + 64),
+            summary: Summary::default(),
+            config,
+        })
+    }
+
+    /// The instances as bound, in configuration order, with their real addresses.
+    pub fn instances(&self) -> &[Instance] {
+        &self.instances
+    }
+
+    /// The real address of the first instance on `transport`.
+    pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.instances
+            .iter()
+            .find(|i| i.transport == transport)
+            .map(|i| i.addr)
+    }
+
+    /// A handle that stops `run` from another thread.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Serves until stopped by a signal or a `Shutdown` handle; returns the counters, which
+    /// it has also logged.
+    pub fn run(mut self) -> io::Result<Summary> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            trace!("poll, timeout {timeout:?}");
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = self.clock.now();
+            for event in events.iter() {
+                trace!(
+                    "event {:?}: readable {} writable {} read closed {} write closed {} error {}",
+                    event.token(),
+                    event.is_readable(),
+                    event.is_writable(),
+                    event.is_read_closed(),
+                    event.is_write_closed(),
+                    event.is_error()
+                );
+                self.dispatch(event.token(), now);
+            }
+            for key in std::mem::take(&mut self.again) {
+                self.pump(key, now);
+            }
+            self.expire_deadlines(now);
+            self.remove_closed();
+            if self.stop_requests >= 2 {
+                info!("stopping at once");
+                break;
+            }
+            if let Some(until) = self.drain_until {
+                if self.conns.is_empty() {
+                    break;
+                }
+                if now >= until {
+                    self.end_grace(now);
+                    break;
+                }
+            }
+        }
+        info!("{}", self.summary);
+        Ok(self.summary)
+    }
+
+    fn dispatch(&mut self, token: Token, now: Millis) {
+        match token {
+            WAKER => {
+                let requests = self.shutdown.requests.load(Ordering::SeqCst);
+                for _ in self.handled_requests..requests {
+                    self.request_stop("shutdown requested", now);
+                }
+                self.handled_requests = requests;
+            }
+            SIGNALS => {
+                let received: Vec<i32> = match &mut self.signals {
+                    Some(signals) => signals.pending().collect(),
+                    None => Vec::new(),
+                };
+                for signal in received {
+                    let name = match signal {
+                        signal_hook::consts::SIGINT => "SIGINT",
+                        _ => "SIGTERM",
+                    };
+                    self.request_stop(name, now);
+                }
+            }
+            Token(t) if t < self.first_conn() => {
+                let source = t - FIRST_SOURCE;
+                match self.sources.get(source) {
+                    Some(Source::Listener(_)) => self.accept_until_would_block(source, now),
+                    Some(Source::Udp(socket)) => {
+                        let tally = udp::serve(
+                            socket,
+                            &self.instances[source],
+                            &mut self.read_buf,
+                            self.config.time_epoch,
+                            &self.udp_ports,
+                            &mut self.drops,
+                        );
+                        self.summary.answered += tally.answered;
+                        self.summary.dropped += tally.dropped;
+                    }
+                    _ => {}
+                }
+            }
+            Token(t) => self.pump(t - self.first_conn(), now),
+        }
+    }
+
+    /// The token of the connection with slab key 0.
+    fn first_conn(&self) -> usize {
+        FIRST_SOURCE + self.instances.len()
+    }
+
+    fn accept_until_would_block(&mut self, source: usize, now: Millis) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(Source::Listener(listener)) = self.sources.get(source) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer, source, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if out_of_descriptors(&e) => {
+                    warn!(
+                        "{}: cannot accept: {}; pausing accepts until a connection closes",
+                        self.instances[source],
+                        sockets::reason(&e)
+                    );
+                    self.accept_paused_until = Some(after(now, ACCEPT_RETRY));
+                    return;
+                }
+                // The connection died in the backlog, or a firewall refused it: skip it.
+                Err(e) => debug!(
+                    "{}: accept failed: {}",
+                    self.instances[source],
+                    sockets::reason(&e)
+                ),
+            }
+        }
+    }
+
+    /// Accepts again on every listener after a pause (a descriptor was freed, or the retry
+    /// time came). The backlog may hold connections no new event will announce.
+    fn resume_accepting(&mut self, now: Millis) {
+        if self.accept_paused_until.take().is_some() {
+            info!("accepting again");
+            for source in 0..self.sources.len() {
+                self.accept_until_would_block(source, now);
+            }
+        }
+    }
+
+    fn admit(&mut self, stream: mio::net::TcpStream, peer: SocketAddr, source: usize, now: Millis) {
+        let instance = self.instances[source];
+        let counted = self.held < self.config.max_connections;
+        let session = if counted {
+            Session::open(
+                instance.service,
+                peer,
+                SystemTime::now(),
+                self.config.time_epoch,
+                &mut self.out,
+            )
+        } else {
+            Session::busy(self.config.max_connections, &mut self.out)
+        };
+        let mut cx = cx(&self.config, &mut self.read_buf, &mut self.out, now);
+        let mut conn = match Conn::open(stream, session, counted, &mut cx) {
+            Ok(conn) => conn,
+            Err(e) => {
+                debug!("{}: gone at once: {}", display_peer(peer), sockets::reason(&e));
+                return;
+            }
+        };
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let token = Token(FIRST_SOURCE + self.instances.len() + key);
+        if let Err(e) = conn.register(self.poll.registry(), token) {
+            warn!("{instance}: cannot register a connection: {}", sockets::reason(&e));
+            return;
+        }
+        if counted {
+            self.held += 1;
+            self.summary.served += 1;
+            debug!("conn {key}: accepted from {} on {instance}", display_peer(peer));
+        } else {
+            self.summary.refused += 1;
+            debug!(
+                "conn {key}: refused {}: {} connections held",
+                display_peer(peer),
+                self.held
+            );
+        }
+        let finished = conn.session.is_finished();
+        entry.insert(conn);
+        if finished {
+            // Everything was said at open (`time`, or busy): go on to the graceful close.
+            self.pump(key, now);
+        } else {
+            // The poll reports input that is already there when the socket is added.
+            self.after_pump(key, Status::Open);
+        }
+    }
+
+    fn pump(&mut self, key: usize, now: Millis) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.closed {
+            return;
+        }
+        let mut cx = cx(&self.config, &mut self.read_buf, &mut self.out, now);
+        let status = conn.pump(key, &mut cx);
+        self.after_pump(key, status);
+    }
+
+    /// Acts on what a pump (or a deadline) left the connection as: closes it, or brings its
+    /// interest and deadline up to date.
+    fn after_pump(&mut self, key: usize, status: Status) {
+        match status {
+            Status::Open => {}
+            Status::Yielded => self.again.push(key),
+            Status::Closed(reason) => return self.close(key, reason),
+        }
+        let token = Token(self.first_conn() + key);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Err(e) = conn.update_interest(self.poll.registry(), token) {
+            return self.close(key, crate::conn::closed_by(&e));
+        }
+        self.timers.sync(key, &mut conn.deadline);
+    }
+
+    /// Deregisters a connection; its slab entry (and so its socket) goes after the batch.
+    fn close(&mut self, key: usize, reason: &str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.closed {
+            return;
+        }
+        debug!("conn {key}: closed: {reason}");
+        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+            debug!("conn {key}: deregister: {}", sockets::reason(&e));
+        }
+        conn.closed = true;
+        if conn.counted {
+            self.held -= 1;
+        }
+        self.closed.push(key);
+    }
+
+    fn remove_closed(&mut self) {
+        if self.closed.is_empty() {
+            return;
+        }
+        for key in self.closed.drain(..) {
+            // Dropping the connection closes its socket.
+            self.conns.try_remove(key);
+        }
+        if self.conns.is_empty() {
+            self.timers.clear();
+        }
+        let now = self.clock.now();
+        self.resume_accepting(now);
+    }
+
+    fn expire_deadlines(&mut self, now: Millis) {
+        while let Some(entry) = self.timers.pop_due(now) {
+            let key = entry.1;
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.closed || self.timers.fire(entry, &mut conn.deadline, now) != Fire::Expired {
+                continue;
+            }
+            trace!("conn {key}: deadline passed");
+            if conn.phase() == Phase::Serving && conn.counted {
+                self.summary.timed_out += 1;
+            }
+            let mut cx = cx(&self.config, &mut self.read_buf, &mut self.out, now);
+            let status = conn.on_deadline(key, &mut cx);
+            self.after_pump(key, status);
+        }
+        if self.accept_paused_until.is_some_and(|at| at <= now) {
+            self.resume_accepting(now);
+        }
+    }
+
+    fn request_stop(&mut self, why: &str, now: Millis) {
+        self.stop_requests += 1;
+        if self.stop_requests > 1 {
+            info!("{why} again: stopping at once");
+            return;
+        }
+        info!(
+            "{why}: no longer accepting; {} connection(s) have {} s to finish",
+            self.conns.len() - self.closed.len(),
+            self.config.shutdown_grace.as_secs_f64()
+        );
+        self.drain_until = Some(after(now, self.config.shutdown_grace));
+        self.accept_paused_until = None;
+        for source in &mut self.sources {
+            let _ = match std::mem::replace(source, Source::Closed) {
+                Source::Listener(mut socket) => self.poll.registry().deregister(&mut socket),
+                Source::Udp(mut socket) => self.poll.registry().deregister(&mut socket),
+                Source::Closed => Ok(()),
+            };
+        }
+    }
+
+    /// The grace period is over: every connection still open gets its last words and closes.
+    fn end_grace(&mut self, now: Millis) {
+        let mut cx = cx(&self.config, &mut self.read_buf, &mut self.out, now);
+        for (key, conn) in self.conns.iter_mut().filter(|(_, c)| !c.closed) {
+            conn.on_shutdown(key, &mut cx);
+        }
+        self.conns.clear();
+    }
+
+    /// How long the loop may sleep: until the nearest deadline, or for ever.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let nearest = [
+            self.timers.next(),
+            self.drain_until,
+            self.accept_paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        let now = self.clock.now();
+        Some(Duration::from_millis(nearest.saturating_sub(now)))
+    }
+}
+
+fn cx<'a>(config: &'a Config, read_buf: &'a mut [u8], out: &'a mut Vec<u8>, now: Millis) -> Cx<'a> {
+    Cx {
+        read_buf,
+        out,
+        settings: Settings {
+            max_line: config.max_line,
+            idle_timeout: config.idle_timeout,
+            ack_reply: &config.ack_reply,
+        },
+        max_output: config.max_output,
+        idle_timeout: config.idle_timeout,
+        linger: config.linger,
+        now,
+    }
+}
+
+/// Whether an accept error means the process or system is out of descriptors or memory, so
+/// that accepting again at once would fail the same way.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_exhaustion_is_recognised() {
+        assert!(out_of_descriptors(&io::Error::from_raw_os_error(libc::EMFILE)));
+        assert!(out_of_descriptors(&io::Error::from_raw_os_error(libc::ENFILE)));
+        assert!(!out_of_descriptors(&io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+    }
+
+    #[test]
+    fn summary_line() {
+        let s = Summary {
+            served: 3,
+            refused: 1,
+            timed_out: 2,
+            answered: 5,
+            dropped: 4,
+        };
+        assert_eq!(
+            s.to_string(),
+            "connections served 3, refused 1, timed out 2; datagrams answered 5, dropped 4"
+        );
+    }
+}

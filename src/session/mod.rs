@@ -1,0 +1,208 @@
+//! Sans-IO protocol state machines, one file per service.
+//!
+//! A session never touches a socket or a clock. The connection (`conn.rs`) feeds it what it
+//! read (`on_data`, `on_eof`) and what happened (`on_deadline`, `on_shutdown`); the session
+//! appends what the client should receive to `out` and says, with [`Step`], what became of the
+//! request. `wants_input` and `is_finished` tell the connection what to do next, so interest is
+//! derived from the state and never stored beside it.
+
+mod ack;
+mod count;
+mod echo;
+mod time;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+pub use ack::Ack;
+pub use count::{Count, CountState, LineCounter};
+pub use echo::Echo;
+pub use time::time_value;
+
+use crate::config::{Epoch, Service};
+
+/// The parts of the configuration sessions read.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings<'a> {
+    /// Longest `count` line in bytes.
+    pub max_line: usize,
+    /// The `count` deadline, named in its message.
+    pub idle_timeout: Duration,
+    /// Text `ack` adds after each `I get it!`.
+    pub ack_reply: &'a [u8],
+}
+
+/// What one input did to the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Still going: more input is wanted.
+    NeedMore,
+    /// The request is complete and its answer written; nothing more will be said.
+    Answered,
+    /// The request was refused with a one-line `Error:` message (the reason names why).
+    Refused(&'static str),
+    /// The input came after the session finished and changed nothing.
+    Ignored,
+}
+
+/// One TCP connection's protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Session {
+    Count(Count),
+    Ack(Ack),
+    Echo(Echo),
+    /// `time`, or a refused connection: everything was said at open.
+    Said,
+}
+
+impl Session {
+    /// Starts `service` for `peer`, writing whatever it says first.
+    pub fn open(
+        service: Service,
+        peer: SocketAddr,
+        now: SystemTime,
+        epoch: Epoch,
+        out: &mut Vec<u8>,
+    ) -> Session {
+        match service {
+            Service::Count => Session::Count(Count::open(peer, out)),
+            Service::Ack => Session::Ack(Ack::default()),
+            Service::Echo => Session::Echo(Echo::default()),
+            Service::Time => {
+                out.extend_from_slice(&time_value(now, epoch).to_be_bytes());
+                Session::Said
+            }
+        }
+    }
+
+    /// A connection over `--max-connections`: the busy message, and nothing more.
+    pub fn busy(max_connections: usize, out: &mut Vec<u8>) -> Session {
+        let _ = writeln!(out, "Error: server busy ({max_connections} connections)");
+        Session::Said
+    }
+
+    pub fn on_data(&mut self, data: &[u8], settings: &Settings, out: &mut Vec<u8>) -> Step {
+        match self {
+            Session::Count(s) => s.on_data(data, settings, out),
+            Session::Ack(s) => s.on_data(data, settings.ack_reply, out),
+            Session::Echo(s) => s.on_data(data, out),
+            Session::Said => Step::Ignored,
+        }
+    }
+
+    /// The client half-closed (or closed): no more input will come.
+    pub fn on_eof(&mut self, out: &mut Vec<u8>) -> Step {
+        match self {
+            Session::Count(s) => s.on_eof(out),
+            Session::Ack(s) => s.on_eof(),
+            Session::Echo(s) => s.on_eof(),
+            Session::Said => Step::Ignored,
+        }
+    }
+
+    /// The connection's deadline passed: `count` says so, `echo` and `ack` end quietly.
+    pub fn on_deadline(&mut self, settings: &Settings, out: &mut Vec<u8>) -> Step {
+        match self {
+            Session::Count(s) => s.on_deadline(settings, out),
+            Session::Ack(s) => s.on_timeout(),
+            Session::Echo(s) => s.on_timeout(),
+            Session::Said => Step::Ignored,
+        }
+    }
+
+    /// The daemon is stopping and the grace period is over.
+    pub fn on_shutdown(&mut self, out: &mut Vec<u8>) -> Step {
+        match self {
+            Session::Count(s) => s.on_shutdown(out),
+            Session::Ack(s) => s.on_timeout(),
+            Session::Echo(s) => s.on_timeout(),
+            Session::Said => Step::Ignored,
+        }
+    }
+
+    /// Whether the session reads more input.
+    pub fn wants_input(&self) -> bool {
+        !self.is_finished()
+    }
+
+    /// Whether the session has said everything it will say.
+    pub fn is_finished(&self) -> bool {
+        match self {
+            Session::Count(s) => s.state() == CountState::Answered,
+            Session::Ack(s) => s.is_finished(),
+            Session::Echo(s) => s.is_finished(),
+            Session::Said => true,
+        }
+    }
+
+    /// Whether traffic in either direction postpones the deadline (`echo`, `ack`), or the
+    /// deadline is fixed at accept (`count`: trickling bytes must not extend it).
+    pub fn activity_extends_deadline(&self) -> bool {
+        matches!(self, Session::Ack(_) | Session::Echo(_))
+    }
+
+    /// The most bytes one read may hand to `on_data` (`ack` answers each read of up to 4096).
+    pub fn max_read(&self) -> usize {
+        match self {
+            Session::Ack(_) => ack::MAX_READ,
+            _ => usize::MAX,
+        }
+    }
+
+    /// A short name of the state, for trace logs.
+    pub fn state_name(&self) -> &'static str {
+        match self {
+            Session::Count(s) => match s.state() {
+                CountState::ReadingLine => "reading line",
+                CountState::Answered => "answered",
+            },
+            Session::Ack(_) | Session::Echo(_) if !self.is_finished() => "streaming",
+            _ => "said all",
+        }
+    }
+}
+
+/// A peer address as clients see it: an IPv4-mapped IPv6 address is shown as plain IPv4.
+pub fn display_peer(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_message_names_the_limit() {
+        let mut out = Vec::new();
+        let s = Session::busy(10_000, &mut out);
+        assert_eq!(out, b"Error: server busy (10000 connections)\n");
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn time_says_four_bytes_at_open() {
+        let mut out = Vec::new();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(0x0102_0304);
+        let s = Session::open(
+            Service::Time,
+            "127.0.0.1:1".parse().unwrap(),
+            at,
+            Epoch::Unix,
+            &mut out,
+        );
+        assert_eq!(out, [1, 2, 3, 4]);
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn only_streaming_services_extend_their_deadline() {
+        let mut out = Vec::new();
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let now = SystemTime::now();
+        let open = |svc, out: &mut Vec<u8>| Session::open(svc, peer, now, Epoch::Unix, out);
+        assert!(!open(Service::Count, &mut out).activity_extends_deadline());
+        assert!(open(Service::Echo, &mut out).activity_extends_deadline());
+        assert!(open(Service::Ack, &mut out).activity_extends_deadline());
+    }
+}

@@ -1,0 +1,172 @@
+//! The four set-up steps of a server socket (create, set options, bind, listen), with socket2.
+//!
+//! Options that a connection inherits from its listener on Linux (SO_KEEPALIVE, TCP_NODELAY,
+//! SO_RCVBUF, SO_SNDBUF) are set once on the listener, so accepting costs no extra system
+//! calls.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::SocketOptions;
+
+/// A non-blocking TCP listener on `addr`, listening with the configured backlog.
+pub fn tcp_listener(addr: SocketAddr, opts: &SocketOptions) -> io::Result<mio::net::TcpListener> {
+    let socket = configured(addr, Type::STREAM, Protocol::TCP, opts)?;
+    if opts.keepalive {
+        socket.set_keepalive(true)?;
+    }
+    if opts.nodelay {
+        socket.set_tcp_nodelay(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(opts.backlog)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// A non-blocking UDP socket bound to `addr`.
+pub fn udp_socket(addr: SocketAddr, opts: &SocketOptions) -> io::Result<mio::net::UdpSocket> {
+    let socket = configured(addr, Type::DGRAM, Protocol::UDP, opts)?;
+    socket.bind(&addr.into())?;
+    Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
+/// Steps one and two: a non-blocking, close-on-exec socket with the options both kinds share.
+fn configured(
+    addr: SocketAddr,
+    ty: Type,
+    protocol: Protocol,
+    opts: &SocketOptions,
+) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+    socket.set_nonblocking(true)?;
+    socket.set_reuse_address(opts.reuse_address)?;
+    if opts.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        // Set either way: the system default (net.ipv6.bindv6only) may be either.
+        socket.set_only_v6(opts.ipv6_only)?;
+    }
+    if let Some(device) = &opts.bind_device {
+        socket.bind_device(Some(device.as_bytes()))?;
+    }
+    if let Some(size) = opts.recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    if let Some(size) = opts.send_buffer {
+        socket.set_send_buffer_size(size)?;
+    }
+    Ok(socket)
+}
+
+/// An error's text the way a log line wants it: `address already in use`, without the
+/// `(os error 98)` tail.
+pub fn reason(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text[..],
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit, so the daemon can hold as many
+/// connections as the system allows it. Returns the limit now in force.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        lim.rlim_cur = lim.rlim_max;
+    }
+    Ok(lim.rlim_cur as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_is_the_plain_lowercase_text() {
+        let e = io::Error::from_raw_os_error(libc::EADDRINUSE);
+        assert_eq!(reason(&e), "address already in use");
+        let e = io::Error::other("Custom thing");
+        assert_eq!(reason(&e), "custom thing");
+    }
+
+    #[test]
+    fn listener_has_reuseaddr_by_default_and_not_when_asked() {
+        let on = tcp_listener("127.0.0.1:0".parse().unwrap(), &SocketOptions::default()).unwrap();
+        assert!(socket2::SockRef::from(&on).reuse_address().unwrap());
+        let opts = SocketOptions {
+            reuse_address: false,
+            ..SocketOptions::default()
+        };
+        let off = tcp_listener("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        assert!(!socket2::SockRef::from(&off).reuse_address().unwrap());
+    }
+
+    #[test]
+    fn ipv6_any_is_dual_stack_unless_ipv6_only() {
+        let opts = SocketOptions::default();
+        let Ok(dual) = udp_socket("[::]:0".parse().unwrap(), &opts) else {
+            return; // no IPv6 on this machine
+        };
+        assert!(!socket2::SockRef::from(&dual).only_v6().unwrap());
+        let opts = SocketOptions {
+            ipv6_only: true,
+            ..opts
+        };
+        let only = udp_socket("[::]:0".parse().unwrap(), &opts).unwrap();
+        assert!(socket2::SockRef::from(&only).only_v6().unwrap());
+    }
+
+    #[test]
+    fn options_reach_the_socket() {
+        let opts = SocketOptions {
+            keepalive: true,
+            nodelay: true,
+            recv_buffer: Some(65536),
+            reuse_port: true,
+            ..SocketOptions::default()
+        };
+        let l = tcp_listener("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        let s = socket2::SockRef::from(&l);
+        assert!(s.keepalive().unwrap());
+        assert!(s.tcp_nodelay().unwrap());
+        assert!(s.reuse_port().unwrap());
+        // Linux doubles the value it is given.
+        assert!(s.recv_buffer_size().unwrap() >= 65536);
+    }
+
+    #[test]
+    fn the_fd_limit_is_raised_to_the_hard_limit() {
+        let now = raise_fd_limit().unwrap();
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        assert_eq!(lim.rlim_cur, lim.rlim_max);
+        assert_eq!(now, lim.rlim_cur as u64);
+    }
+}
