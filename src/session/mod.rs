@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 pub use ack::Ack;
 pub use count::{Count, CountState, LineCounter};
 pub use echo::Echo;
-pub use time::time_value;
+pub use time::{time_value, SECONDS_1900_TO_1970};
 
 use crate::config::{Epoch, Service};
 
