@@ -83,8 +83,8 @@ impl Instance {
         let (name, addr) = spec
             .split_once('@')
             .ok_or_else(|| bad("expected SERVICE@[HOST]:PORT"))?;
-        let service = Service::parse(name)
-            .ok_or_else(|| bad("unknown service (count, ack, echo, time)"))?;
+        let service =
+            Service::parse(name).ok_or_else(|| bad("unknown service (count, ack, echo, time)"))?;
         if !service.runs_on(transport) {
             return Err(bad(&format!("{service} runs on tcp only")));
         }
@@ -259,7 +259,11 @@ impl Config {
         if self.instances.is_empty() {
             return err("no service to run");
         }
-        if let Some(i) = self.instances.iter().find(|i| !i.service.runs_on(i.transport)) {
+        if let Some(i) = self
+            .instances
+            .iter()
+            .find(|i| !i.service.runs_on(i.transport))
+        {
             return Err(ConfigError(format!("{} runs on tcp only", i.service)));
         }
         if self.max_line == 0 {
@@ -352,11 +356,15 @@ mod tests {
 
     #[test]
     fn validation_names_the_flag() {
-        let mut c = Config::default();
-        c.max_line = 0;
+        let c = Config {
+            max_line: 0,
+            ..Config::default()
+        };
         assert!(c.validate().unwrap_err().0.contains("--max-line"));
-        let mut c = Config::default();
-        c.ack_reply = vec![b'x'; MAX_ACK_REPLY + 1];
+        let c = Config {
+            ack_reply: vec![b'x'; MAX_ACK_REPLY + 1],
+            ..Config::default()
+        };
         assert!(c.validate().unwrap_err().0.contains("--ack-reply"));
     }
 }

@@ -90,7 +90,12 @@ pub struct Conn {
 impl Conn {
     /// A new connection whose session has written its first words into `cx.out`; they are
     /// sent at once (a fresh socket has room), and only what does not fit is kept.
-    pub fn open(stream: TcpStream, session: Session, counted: bool, cx: &mut Cx) -> io::Result<Conn> {
+    pub fn open(
+        stream: TcpStream,
+        session: Session,
+        counted: bool,
+        cx: &mut Cx,
+    ) -> io::Result<Conn> {
         let mut conn = Conn {
             stream,
             session,
@@ -103,7 +108,7 @@ impl Conn {
             closed: false,
         };
         conn.deadline.set(after(cx.now, cx.idle_timeout));
-        conn.send(cx.out)?;
+        conn.send(cx.out, &mut false)?;
         Ok(conn)
     }
 
@@ -166,7 +171,7 @@ impl Conn {
     pub fn on_shutdown(&mut self, key: usize, cx: &mut Cx) {
         let step = self.session.on_shutdown(cx.out);
         self.note(key, step);
-        if self.unsent.is_empty() && self.send(cx.out).is_ok() && self.unsent.is_empty() {
+        if let Ok(true) = self.send(cx.out, &mut false) {
             let _ = self.stream.shutdown(Shutdown::Write);
         }
         cx.out.clear();
@@ -174,7 +179,8 @@ impl Conn {
 
     fn pump_turn(&mut self, key: usize, cx: &mut Cx, moved: &mut bool) -> io::Result<Status> {
         for _ in 0..TURN {
-            if !self.flush(moved)? {
+            // What the session said last (if anything) goes out before anything is read.
+            if !self.send(cx.out, moved)? {
                 return Ok(Status::Open);
             }
             if self.phase == Phase::Serving && self.session.is_finished() {
@@ -218,56 +224,52 @@ impl Conn {
                 self.session.on_data(data, &cx.settings, cx.out)
             };
             self.note(key, step);
-            if !self.send(cx.out)? {
-                return Ok(Status::Open);
-            }
-            *moved = true;
+        }
+        // Turn over: the last answer goes out (or is kept) before yielding.
+        if !self.send(cx.out, moved)? {
+            return Ok(Status::Open);
         }
         Ok(Status::Yielded)
     }
 
-    /// Writes what the session just said, straight from the shared buffer; keeps what the
-    /// socket does not take. Returns whether everything went.
-    fn send(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
-        debug_assert!(self.unsent.is_empty());
+    /// Sends what the session said (`out`, which this empties) after any output held from
+    /// before, and keeps what the socket does not take. Returns whether nothing is left
+    /// unsent. With nothing held, it writes straight from the shared buffer: no copy, no
+    /// allocation.
+    fn send(&mut self, out: &mut Vec<u8>, moved: &mut bool) -> io::Result<bool> {
+        if !self.unsent.is_empty() {
+            self.unsent.extend_from_slice(out);
+            out.clear();
+        }
+        let direct = self.unsent.is_empty();
+        let pending: &[u8] = if direct { out } else { &self.unsent };
         let mut sent = 0;
         let result = loop {
-            if sent == out.len() {
+            if sent == pending.len() {
                 break Ok(true);
             }
-            match self.stream.write(&out[sent..]) {
+            match self.stream.write(&pending[sent..]) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.unsent.extend_from_slice(&out[sent..]);
-                    break Ok(false);
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
         };
-        out.clear();
-        result
-    }
-
-    /// Writes held output. Returns whether none is left; frees the buffer when so.
-    fn flush(&mut self, moved: &mut bool) -> io::Result<bool> {
-        while !self.unsent.is_empty() {
-            match self.stream.write(&self.unsent) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.unsent.drain(..n);
-                    *moved = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        if sent > 0 {
+            *moved = true;
+        }
+        if direct {
+            self.unsent.extend_from_slice(&out[sent..]);
+            out.clear();
+        } else {
+            self.unsent.drain(..sent);
+            if self.unsent.is_empty() {
+                // Free the buffer: an idle connection holds none.
+                self.unsent = Vec::new();
             }
         }
-        if self.unsent.capacity() > 0 {
-            self.unsent = Vec::new();
-        }
-        Ok(true)
+        result
     }
 
     fn note(&self, key: usize, step: Step) {

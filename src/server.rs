@@ -417,7 +417,11 @@ impl Server {
         let mut conn = match Conn::open(stream, session, counted, &mut cx) {
             Ok(conn) => conn,
             Err(e) => {
-                debug!("{}: gone at once: {}", display_peer(peer), sockets::reason(&e));
+                debug!(
+                    "{}: gone at once: {}",
+                    display_peer(peer),
+                    sockets::reason(&e)
+                );
                 return;
             }
         };
@@ -425,13 +429,19 @@ impl Server {
         let key = entry.key();
         let token = Token(FIRST_SOURCE + self.instances.len() + key);
         if let Err(e) = conn.register(self.poll.registry(), token) {
-            warn!("{instance}: cannot register a connection: {}", sockets::reason(&e));
+            warn!(
+                "{instance}: cannot register a connection: {}",
+                sockets::reason(&e)
+            );
             return;
         }
         if counted {
             self.held += 1;
             self.summary.served += 1;
-            debug!("conn {key}: accepted from {} on {instance}", display_peer(peer));
+            debug!(
+                "conn {key}: accepted from {} on {instance}",
+                display_peer(peer)
+            );
         } else {
             self.summary.refused += 1;
             debug!(
@@ -617,8 +627,12 @@ mod tests {
 
     #[test]
     fn descriptor_exhaustion_is_recognised() {
-        assert!(out_of_descriptors(&io::Error::from_raw_os_error(libc::EMFILE)));
-        assert!(out_of_descriptors(&io::Error::from_raw_os_error(libc::ENFILE)));
+        assert!(out_of_descriptors(&io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(out_of_descriptors(&io::Error::from_raw_os_error(
+            libc::ENFILE
+        )));
         assert!(!out_of_descriptors(&io::Error::from_raw_os_error(
             libc::ECONNABORTED
         )));

@@ -98,6 +98,7 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         }
         lim.rlim_cur = lim.rlim_max;
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is 32 bits on some targets
     Ok(lim.rlim_cur as u64)
 }
 
@@ -167,6 +168,8 @@ mod tests {
         };
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
         assert_eq!(lim.rlim_cur, lim.rlim_max);
-        assert_eq!(now, lim.rlim_cur as u64);
+        #[allow(clippy::unnecessary_cast)]
+        let cur = lim.rlim_cur as u64;
+        assert_eq!(now, cur);
     }
 }

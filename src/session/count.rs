@@ -78,7 +78,10 @@ impl LineCounter {
         self.partial_len = 0;
         // `continues` admitted only valid sequences, so this decodes; a failure would be
         // counted as one character per byte, which is never whitespace either.
-        match std::str::from_utf8(&bytes[..n]).ok().and_then(|s| s.chars().next()) {
+        match std::str::from_utf8(&bytes[..n])
+            .ok()
+            .and_then(|s| s.chars().next())
+        {
             Some(c) => self.character(c.is_whitespace()),
             None => (0..n).for_each(|_| self.character(false)),
         }
@@ -364,7 +367,10 @@ mod tests {
         let mut out = Vec::new();
         let mut s = Count::open("127.0.0.1:1".parse().unwrap(), &mut out);
         out.clear();
-        assert_eq!(s.on_data(&[b'x'; 16], &settings(), &mut out), Step::NeedMore);
+        assert_eq!(
+            s.on_data(&[b'x'; 16], &settings(), &mut out),
+            Step::NeedMore
+        );
         assert_eq!(s.on_data(b"\n", &settings(), &mut out), Step::Answered);
         assert_eq!(out, b"You entered 16 characters.\n");
 

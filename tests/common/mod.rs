@@ -1,0 +1,312 @@
+//! Helpers shared by the integration tests: a daemon in-process on port 0, clients with
+//! bounded waits, and the built binary as a child process.
+#![allow(dead_code)] // each test file uses its own share of these
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use oneloop::config::{Instance, Transport};
+use oneloop::{Config, Server, Summary};
+
+/// The longest any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A daemon running on its own thread.
+pub struct Daemon {
+    pub instances: Vec<Instance>,
+    stop: oneloop::Shutdown,
+    thread: Option<JoinHandle<io::Result<Summary>>>,
+}
+
+impl Daemon {
+    /// The address of the `n`th instance.
+    pub fn addr(&self, n: usize) -> SocketAddr {
+        self.instances[n].addr
+    }
+
+    /// Drains and stops the daemon; returns its summary.
+    pub fn stop(mut self) -> Summary {
+        self.stop.shutdown();
+        self.join()
+    }
+
+    /// Asks for a drain without waiting for it.
+    pub fn request_stop(&self) {
+        self.stop.shutdown();
+    }
+
+    /// Waits (bounded) for the loop to return.
+    pub fn join(&mut self) -> Summary {
+        let thread = self.thread.take().expect("joined once");
+        let deadline = Instant::now() + WAIT;
+        while !thread.is_finished() {
+            assert!(Instant::now() < deadline, "the daemon did not stop");
+            thread::sleep(Duration::from_millis(5));
+        }
+        thread.join().expect("loop thread").expect("loop result")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.shutdown();
+            self.stop.shutdown();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Parses `tcp:count@127.0.0.1:0` style specs.
+pub fn instance(spec: &str) -> Instance {
+    let (transport, rest) = spec.split_once(':').expect("transport:spec");
+    let transport = match transport {
+        "tcp" => Transport::Tcp,
+        "udp" => Transport::Udp,
+        other => panic!("transport {other}"),
+    };
+    Instance::parse(transport, rest).expect("instance spec")
+}
+
+/// Starts a daemon with these instances and the defaults changed by `tweak`.
+pub fn start_with(specs: &[&str], tweak: impl FnOnce(&mut Config)) -> Daemon {
+    let mut config = Config::with_instances(specs.iter().map(|s| instance(s)).collect());
+    tweak(&mut config);
+    let server = Server::bind(config).expect("bind");
+    let instances = server.instances().to_vec();
+    let stop = server.shutdown_handle();
+    let thread = Some(thread::spawn(move || server.run()));
+    Daemon {
+        instances,
+        stop,
+        thread,
+    }
+}
+
+/// Starts a daemon with these instances and every default.
+pub fn start(specs: &[&str]) -> Daemon {
+    start_with(specs, |_| {})
+}
+
+/// A TCP connection with bounded reads and writes.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_exact(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    s.read_exact(&mut buf).expect("read");
+    buf
+}
+
+/// Reads until EOF; a reset or timeout fails the test.
+pub fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).expect("read to EOF");
+    buf
+}
+
+/// The welcome a count client at `s` gets.
+pub fn welcome_for(s: &TcpStream) -> Vec<u8> {
+    format!(
+        "Welcome, {}\nPlease enter a string: ",
+        s.local_addr().unwrap()
+    )
+    .into_bytes()
+}
+
+/// Connects to a count service and reads the welcome.
+pub fn count_client(addr: SocketAddr) -> TcpStream {
+    let mut s = connect(addr);
+    let want = welcome_for(&s);
+    assert_eq!(
+        String::from_utf8_lossy(&read_exact(&mut s, want.len())),
+        String::from_utf8_lossy(&want)
+    );
+    s
+}
+
+/// A whole count exchange: welcome, `line` as sent (LF included or not), then half-close and
+/// read the reply to EOF.
+pub fn count_reply(addr: SocketAddr, line: &[u8]) -> String {
+    let mut s = count_client(addr);
+    s.write_all(line).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    String::from_utf8(read_to_end(&mut s)).unwrap()
+}
+
+/// A UDP socket on loopback matching `to`'s family, with a bounded read timeout.
+pub fn udp_client(to: SocketAddr) -> UdpSocket {
+    let local = if to.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    };
+    let s = UdpSocket::bind(local).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s
+}
+
+/// Sends a datagram and waits (bounded, with retries: UDP may lose one) for the answer.
+pub fn udp_ask(s: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0; 65536];
+    for _ in 0..5 {
+        s.send_to(msg, to).unwrap();
+        match s.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                assert_eq!(from, to);
+                buf.truncate(n);
+                return buf;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    panic!("no answer from {to}");
+}
+
+/// Whether a datagram arrives on `s` within `wait`.
+pub fn udp_silent(s: &UdpSocket, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0; 64];
+    s.recv_from(&mut buf).is_err()
+}
+
+/// The built `oneloop` binary, its stderr read line by line on a thread.
+pub struct Proc {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    /// Starts `oneloop ARGS` with `RUST_LOG` set to `log`.
+    pub fn spawn(args: &[&str], log: &str) -> Proc {
+        Proc::spawn_cmd(
+            Command::new(env!("CARGO_BIN_EXE_oneloop"))
+                .args(args)
+                .env("RUST_LOG", log),
+        )
+    }
+
+    pub fn spawn_cmd(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn oneloop");
+        let stderr: ChildStderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads stderr lines (bounded wait) until `enough` holds for the lines seen so far.
+    fn read_until(&mut self, what: &str, enough: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !enough(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no {what}; stderr so far:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`; returns it.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        self.read_until(needle, |seen| seen.iter().any(|l| l.contains(needle)));
+        self.seen
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+            .unwrap()
+    }
+
+    /// The addresses of the first `n` `listening on` lines.
+    pub fn listening(&mut self, n: usize) -> Vec<SocketAddr> {
+        let is_listening = |l: &&String| l.contains("listening on");
+        self.read_until("listening lines", |seen| {
+            seen.iter().filter(is_listening).count() >= n
+        });
+        self.seen
+            .iter()
+            .filter(is_listening)
+            .take(n)
+            .map(|l| {
+                let addr = l
+                    .split_whitespace()
+                    .nth(4)
+                    .expect("address in listening line");
+                addr.parse().expect("socket address")
+            })
+            .collect()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill with the child's pid and a valid signal number.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+
+    /// Waits (bounded) for the exit status code; collects the rest of stderr.
+    pub fn wait_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+                    self.seen.push(line);
+                }
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "oneloop did not exit; stderr:\n{}",
+                self.seen.join("\n")
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A field (in kB) of /proc/PID/status.
+pub fn status_kb(pid: i32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
