@@ -146,6 +146,9 @@ pub struct Server {
     drain_until: Option<Millis>,
     /// Set while accepting is paused for lack of file descriptors: when to try again.
     accept_paused_until: Option<Millis>,
+    /// Whether the lack of descriptors was reported and no accept has succeeded since (so a
+    /// long shortage is one warning, not one a second).
+    starved: bool,
     read_buf: Vec<u8>,
     out: Vec<u8>,
     summary: Summary,
@@ -234,6 +237,7 @@ impl Server {
             stop_requests: 0,
             drain_until: None,
             accept_paused_until: None,
+            starved: false,
             read_buf: vec![0; READ_BUF],
             out: Vec::with_capacity(READ_BUF + crate::config::MAX_ACK_REPLY + 64),
             summary: Summary::default(),
@@ -366,15 +370,22 @@ impl Server {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, source, now),
+                Ok((stream, peer)) => {
+                    if std::mem::take(&mut self.starved) {
+                        info!("accepting again");
+                    }
+                    self.admit(stream, peer, source, now);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if out_of_descriptors(&e) => {
-                    warn!(
-                        "{}: cannot accept: {}; pausing accepts until a connection closes",
-                        self.instances[source],
-                        sockets::reason(&e)
-                    );
+                    let instance = self.instances[source];
+                    let reason = sockets::reason(&e);
+                    if std::mem::replace(&mut self.starved, true) {
+                        debug!("{instance}: still cannot accept: {reason}");
+                    } else {
+                        warn!("{instance}: cannot accept: {reason}; pausing accepts until a connection closes");
+                    }
                     self.accept_paused_until = Some(after(now, ACCEPT_RETRY));
                     return;
                 }
@@ -392,7 +403,7 @@ impl Server {
     /// time came). The backlog may hold connections no new event will announce.
     fn resume_accepting(&mut self, now: Millis) {
         if self.accept_paused_until.take().is_some() {
-            info!("accepting again");
+            trace!("trying to accept again");
             for source in 0..self.sources.len() {
                 self.accept_until_would_block(source, now);
             }
@@ -491,7 +502,7 @@ impl Server {
         self.timers.sync(key, &mut conn.deadline);
     }
 
-    /// Deregisters a connection; its slab entry (and so its socket) goes after the batch.
+    /// Marks a connection closed; its slab entry (and so its socket) goes after the batch.
     fn close(&mut self, key: usize, reason: &str) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -500,9 +511,9 @@ impl Server {
             return;
         }
         debug!("conn {key}: closed: {reason}");
-        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
-            debug!("conn {key}: deregister: {}", sockets::reason(&e));
-        }
+        // No deregister: the socket is never duplicated, so closing it (when the entry
+        // leaves the slab) removes it from the poll, one system call fewer per connection.
+        // Until then the `closed` mark makes the loop skip its events.
         conn.closed = true;
         if conn.counted {
             self.held -= 1;
@@ -553,20 +564,16 @@ impl Server {
             info!("{why} again: stopping at once");
             return;
         }
+        // Closing the listeners refuses new connections; closing the UDP sockets ends
+        // their service. Each leaves the poll as it closes.
+        self.sources.fill_with(|| Source::Closed);
+        self.drain_until = Some(after(now, self.config.shutdown_grace));
+        self.accept_paused_until = None;
         info!(
             "{why}: no longer accepting; {} connection(s) have {} s to finish",
             self.conns.len() - self.closed.len(),
             self.config.shutdown_grace.as_secs_f64()
         );
-        self.drain_until = Some(after(now, self.config.shutdown_grace));
-        self.accept_paused_until = None;
-        for source in &mut self.sources {
-            let _ = match std::mem::replace(source, Source::Closed) {
-                Source::Listener(mut socket) => self.poll.registry().deregister(&mut socket),
-                Source::Udp(mut socket) => self.poll.registry().deregister(&mut socket),
-                Source::Closed => Ok(()),
-            };
-        }
     }
 
     /// The grace period is over: every connection still open gets its last words and closes.

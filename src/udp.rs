@@ -76,7 +76,9 @@ impl DropLog {
             self.seen.clear();
         }
         if self.seen.insert(src) {
-            info!("{instance}: dropped datagram from {src}: {why} (further drops from it at debug)");
+            info!(
+                "{instance}: dropped datagram from {src}: {why} (further drops from it at debug)"
+            );
         } else {
             debug!("{instance}: dropped datagram from {src}: {why}");
         }
