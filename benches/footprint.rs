@@ -4,7 +4,9 @@
 //! `cargo bench --bench footprint` (options after `--`: `--hold N` idle connections to hold,
 //! default 5000; `--exchanges N` count exchanges under strace, default 3000). It runs the
 //! release build of `oneloop` as a child process on loopback port 0. The syscall count needs
-//! `strace` on the PATH; without it that part says so and is skipped.
+//! `strace` on the PATH; without it that part says so and is skipped. Exchanges run one at a
+//! time (every connection pays a poll wake-up and an accept that finds nothing more) and from
+//! 16 clients at once (those costs are shared, as under real load).
 //!
 //! Syscalls per connection are measured as a difference, so start-up and shutdown do not
 //! count: (calls with N exchanges - calls with none) / N, per system call and in all.
@@ -32,8 +34,10 @@ fn main() {
     }
     println!("oneloop footprint ({})", BIN);
     memory(hold);
-    for half_close in [false, true] {
-        syscalls(exchanges, half_close);
+    for clients in [1, 16] {
+        for half_close in [false, true] {
+            syscalls(exchanges, clients, half_close);
+        }
     }
 }
 
@@ -172,13 +176,21 @@ fn exchange(addr: SocketAddr, half_close: bool) {
     assert_eq!(reply, b"You entered 12 characters.\n");
 }
 
-/// Calls per system call of a daemon run under strace with `n` exchanges.
-fn strace_counts(n: usize, half_close: bool) -> Option<BTreeMap<String, u64>> {
+/// Calls per system call of a daemon run under strace with `n` exchanges from `clients`
+/// threads.
+fn strace_counts(n: usize, clients: usize, half_close: bool) -> Option<BTreeMap<String, u64>> {
     let out = std::env::temp_dir().join(format!("oneloop-strace-{}-{n}", std::process::id()));
     let out_arg = out.to_str()?.to_string();
     let d = Daemon::start(&["strace", "-c", "-f", "-o", &out_arg]);
-    for _ in 0..n {
-        exchange(d.addr, half_close);
+    let addr = d.addr;
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let share = n / clients + usize::from(c < n % clients);
+            std::thread::spawn(move || (0..share).for_each(|_| exchange(addr, half_close)))
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
     }
     d.stop();
     let text = std::fs::read_to_string(&out).ok()?;
@@ -199,7 +211,7 @@ fn strace_counts(n: usize, half_close: bool) -> Option<BTreeMap<String, u64>> {
     Some(counts)
 }
 
-fn syscalls(n: usize, half_close: bool) {
+fn syscalls(n: usize, clients: usize, half_close: bool) {
     let have_strace = Command::new("strace")
         .arg("-V")
         .stdout(Stdio::null())
@@ -209,8 +221,10 @@ fn syscalls(n: usize, half_close: bool) {
         println!("syscalls per count connection: skipped (no strace on the PATH)");
         return;
     }
-    let (Some(base), Some(run)) = (strace_counts(0, half_close), strace_counts(n, half_close))
-    else {
+    let (Some(base), Some(run)) = (
+        strace_counts(0, clients, half_close),
+        strace_counts(n, clients, half_close),
+    ) else {
         println!("syscalls per count connection: strace gave no summary");
         return;
     };
@@ -229,7 +243,7 @@ fn syscalls(n: usize, half_close: bool) {
         }
     }
     println!(
-        "syscalls per count connection ({client}, {n} exchanges): {total:.2} ({})",
+        "syscalls per count connection ({client}, {n} exchanges, {clients} at once): {total:.2} ({})",
         parts.join(", ")
     );
 }

@@ -251,7 +251,7 @@ mod tests {
             (&["--tcp", "nope@:1"], "unknown service"),
             (&["--udp", "count@:1"], "tcp only"),
             (&["--max-line", "ten"], "--max-line: 'ten'"),
-            (&["--max-line", "0"], "--max-line must be at least 1"),
+            (&["--max-line", "0"], "--max-line must be from 1 to"),
             (&["--idle-timeout", "-1"], "--idle-timeout: '-1'"),
             (&["--time-epoch", "1980"], "expected unix or 1900"),
             (&["--tcp"], "missing argument"),

@@ -209,6 +209,9 @@ pub struct Config {
     pub handle_signals: bool,
 }
 
+/// Largest `--max-line`: a `count` connection keeps its counters in 32 bits.
+pub const MAX_LINE_LIMIT: usize = 1 << 30;
+
 /// Largest `--ack-reply`, so that one read's answer stays small.
 pub const MAX_ACK_REPLY: usize = 4096;
 
@@ -266,8 +269,10 @@ impl Config {
         {
             return Err(ConfigError(format!("{} runs on tcp only", i.service)));
         }
-        if self.max_line == 0 {
-            return err("--max-line must be at least 1");
+        if self.max_line == 0 || self.max_line > MAX_LINE_LIMIT {
+            return Err(ConfigError(format!(
+                "--max-line must be from 1 to {MAX_LINE_LIMIT}"
+            )));
         }
         if self.max_connections == 0 {
             return err("--max-connections must be at least 1");
@@ -360,7 +365,11 @@ mod tests {
             max_line: 0,
             ..Config::default()
         };
-        assert!(c.validate().unwrap_err().0.contains("--max-line"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("--max-line must be from 1"));
         let c = Config {
             ack_reply: vec![b'x'; MAX_ACK_REPLY + 1],
             ..Config::default()

@@ -286,7 +286,7 @@ impl Server {
                     event.is_write_closed(),
                     event.is_error()
                 );
-                self.dispatch(event.token(), now);
+                self.dispatch(event, now);
             }
             for key in std::mem::take(&mut self.again) {
                 self.pump(key, now);
@@ -311,8 +311,8 @@ impl Server {
         Ok(self.summary)
     }
 
-    fn dispatch(&mut self, token: Token, now: Millis) {
-        match token {
+    fn dispatch(&mut self, event: &mio::event::Event, now: Millis) {
+        match event.token() {
             WAKER => {
                 let requests = self.shutdown.requests.load(Ordering::SeqCst);
                 for _ in self.handled_requests..requests {
@@ -352,7 +352,15 @@ impl Server {
                     _ => {}
                 }
             }
-            Token(t) => self.pump(t - self.first_conn(), now),
+            Token(t) => {
+                let key = t - self.first_conn();
+                if event.is_read_closed() {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.on_peer_fin();
+                    }
+                }
+                self.pump(key, now);
+            }
         }
     }
 
