@@ -64,7 +64,10 @@ fn an_echo_client_that_never_reads_is_held_back_and_others_are_served() {
             Err(e) => panic!("write: {e}"),
         }
     }
-    assert!(sent.len() < 256 << 20, "the daemon kept reading without bound");
+    assert!(
+        sent.len() < 256 << 20,
+        "the daemon kept reading without bound"
+    );
     // The daemon still answers others.
     assert_eq!(
         count_reply(d.addr(1), b"hi\n"),
