@@ -586,3 +586,46 @@ fn debug_logs_each_connection_and_info_does_not() {
         );
     }
 }
+
+/// Writes `total` bytes of `byte` to `s`, ignoring the error the daemon's close may cause.
+fn flood(mut s: TcpStream, byte: u8, total: usize) {
+    let chunk = vec![byte; 64 * 1024];
+    let mut sent = 0;
+    while sent < total {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => return,
+        }
+    }
+    let _ = s.shutdown(Shutdown::Write);
+}
+
+#[test]
+fn floods_leave_the_daemons_memory_bounded() {
+    let (mut p, addrs) = daemon(
+        &["--tcp", "count@127.0.0.1:0", "--tcp", "echo@127.0.0.1:0"],
+        "info",
+    );
+    let before = status_kb(p.pid(), "VmRSS");
+    // 32 MiB with no newline at count, and 32 MiB at echo from a client that never reads.
+    let line_hog = count_client(addrs[0]);
+    let count_flood = thread::spawn(move || flood(line_hog, b'a', 32 << 20));
+    let echo_hog = connect(addrs[1]);
+    echo_hog
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let reader = echo_hog.try_clone().unwrap();
+    let echo_flood = thread::spawn(move || flood(echo_hog, b'e', 32 << 20));
+    count_flood.join().unwrap();
+    // The echo writer stops when every buffer on the way is full (its write times out).
+    echo_flood.join().unwrap();
+    // The daemon still serves, and its peak memory grew by far less than what was sent.
+    assert_eq!(count_reply(addrs[0], LINE), REPLY);
+    let peak = status_kb(p.pid(), "VmHWM");
+    assert!(
+        peak < before + 8 * 1024,
+        "peak RSS {peak} KiB, {before} KiB before 64 MiB of floods"
+    );
+    drop(reader);
+    stop(&mut p);
+}
