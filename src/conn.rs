@@ -228,23 +228,29 @@ impl Conn {
                 Err(e) => return Err(e),
             };
             let data = &cx.read_buf[..n];
+            // The poll reported the client's EOF before this read began, and the read came
+            // back short: it took everything before that EOF, so there is no need for one
+            // more read to see it.
+            let eof_follows = self.peer_fin && n < limit;
             if self.phase == Phase::Lingering {
-                if n == 0 {
+                if n == 0 || eof_follows {
                     return Ok(Status::Closed("done"));
                 }
                 trace!("conn {key}: discarded {n} bytes while lingering");
                 continue;
             }
-            let step = if n == 0 {
-                trace!("conn {key}: read EOF");
-                self.read_eof = true;
-                self.session.on_eof(cx.out)
-            } else {
+            if n > 0 {
                 trace!("conn {key}: read {n} bytes: {}", Escaped(data));
                 *moved = true;
-                self.session.on_data(data, &cx.settings, cx.out)
-            };
-            self.note(key, step);
+                let step = self.session.on_data(data, &cx.settings, cx.out);
+                self.note(key, step);
+            }
+            if n == 0 || eof_follows {
+                trace!("conn {key}: read EOF");
+                self.read_eof = true;
+                let step = self.session.on_eof(cx.out);
+                self.note(key, step);
+            }
         }
         // Turn over: the last answer goes out (or is kept) before yielding.
         if !self.send(cx.out, moved)? {

@@ -26,6 +26,7 @@ pub mod config;
 mod conn;
 mod deadline;
 mod logbytes;
+mod mmsg;
 mod server;
 pub mod session;
 pub mod sockets;

@@ -32,6 +32,7 @@ use slab::Slab;
 use crate::config::{Config, Instance, Transport};
 use crate::conn::{Conn, Cx, Phase, Status};
 use crate::deadline::{after, Clock, Fire, Millis, Timers};
+use crate::mmsg::Datagrams;
 use crate::session::{display_peer, Session, Settings};
 use crate::sockets;
 use crate::udp::{self, DropLog};
@@ -40,7 +41,7 @@ const WAKER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const FIRST_SOURCE: usize = 2;
 
-/// The shared read buffer: the largest UDP datagram fits.
+/// The shared read buffer of TCP connections.
 const READ_BUF: usize = 64 * 1024;
 
 /// How long accepting stays paused after running out of file descriptors, unless a
@@ -134,6 +135,10 @@ pub struct Server {
     closed: Vec<usize>,
     /// Connections that used their turn and want another before the loop sleeps.
     again: Vec<usize>,
+    /// UDP sources likewise.
+    udp_again: Vec<usize>,
+    /// Slots for batches of datagrams (made when the first datagram arrives).
+    datagrams: Option<Box<Datagrams>>,
     timers: Timers,
     clock: Clock,
     signals: Option<signal_hook_mio::v1_0::Signals>,
@@ -226,6 +231,8 @@ impl Server {
             held: 0,
             closed: Vec::new(),
             again: Vec::new(),
+            udp_again: Vec::new(),
+            datagrams: None,
             timers: Timers::default(),
             clock: Clock::new(),
             signals,
@@ -291,6 +298,9 @@ impl Server {
             for key in std::mem::take(&mut self.again) {
                 self.pump(key, now);
             }
+            for source in std::mem::take(&mut self.udp_again) {
+                self.serve_datagrams(source);
+            }
             self.expire_deadlines(now);
             self.remove_closed();
             if self.stop_requests >= 2 {
@@ -337,18 +347,7 @@ impl Server {
                 let source = t - FIRST_SOURCE;
                 match self.sources.get(source) {
                     Some(Source::Listener(_)) => self.accept_until_would_block(source, now),
-                    Some(Source::Udp(socket)) => {
-                        let tally = udp::serve(
-                            socket,
-                            &self.instances[source],
-                            &mut self.read_buf,
-                            self.config.time_epoch,
-                            &self.udp_ports,
-                            &mut self.drops,
-                        );
-                        self.summary.answered += tally.answered;
-                        self.summary.dropped += tally.dropped;
-                    }
+                    Some(Source::Udp(_)) => self.serve_datagrams(source),
                     _ => {}
                 }
             }
@@ -361,6 +360,26 @@ impl Server {
                 }
                 self.pump(key, now);
             }
+        }
+    }
+
+    fn serve_datagrams(&mut self, source: usize) {
+        let Some(Source::Udp(socket)) = self.sources.get(source) else {
+            return;
+        };
+        let batch = self.datagrams.get_or_insert_with(Box::default);
+        let (tally, drained) = udp::serve(
+            socket,
+            &self.instances[source],
+            batch,
+            self.config.time_epoch,
+            &self.udp_ports,
+            &mut self.drops,
+        );
+        self.summary.answered += tally.answered;
+        self.summary.dropped += tally.dropped;
+        if !drained {
+            self.udp_again.push(source);
         }
     }
 
@@ -595,7 +614,7 @@ impl Server {
 
     /// How long the loop may sleep: until the nearest deadline, or for ever.
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() {
+        if !self.again.is_empty() || !self.udp_again.is_empty() {
             return Some(Duration::ZERO);
         }
         let nearest = [

@@ -6,16 +6,21 @@
 //! reflecting service, or one of this daemon's own UDP ports, or when its source address
 //! cannot be a single honest sender (unspecified, multicast, broadcast). The models are
 //! FreeBSD inetd's `check_loop`, NetBSD's `port_good_dg` and OpenBSD's `dg_badinput`.
+//!
+//! Datagrams come and go in batches (`mmsg.rs`): one system call receives up to 16, one
+//! sends their answers.
 
 use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::SystemTime;
 
 use log::{debug, info, trace};
 
 use crate::config::{Epoch, Instance, Service};
 use crate::logbytes::Escaped;
+use crate::mmsg::{Datagrams, Reply, BATCH};
 use crate::session::time_value;
 
 /// Ports of services that answer whatever they receive: echo, discard, daytime, chargen, time.
@@ -85,51 +90,79 @@ impl DropLog {
     }
 }
 
-/// Receives on one UDP service's socket until it would block, answering what deserves an
-/// answer. `buf` must hold the largest datagram (64 KiB).
+/// How many batches one call may take before it lets the loop serve others.
+const TURN: usize = 8;
+
+/// Receives on one UDP service's socket until it would block (or its turn is over),
+/// answering what deserves an answer, a batch at a time. Returns the tally and whether the
+/// socket is drained (when not, the loop must call again before it sleeps).
 pub fn serve(
     socket: &mio::net::UdpSocket,
     instance: &Instance,
-    buf: &mut [u8],
+    batch: &mut Datagrams,
     epoch: Epoch,
     own_ports: &[u16],
     drops: &mut DropLog,
-) -> Tally {
+) -> (Tally, bool) {
+    let fd = socket.as_raw_fd();
     let mut tally = Tally::default();
-    loop {
-        let (len, src) = match socket.recv_from(buf) {
-            Ok(got) => got,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return tally,
+    for _ in 0..TURN {
+        let n = match batch.receive(fd) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (tally, true),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // An error queued on the socket (such as an ICMP report) is consumed by
                 // reading it; the next event brings the rest.
                 debug!("{instance}: receive failed: {e}");
-                return tally;
+                return (tally, true);
             }
         };
-        let datagram = &buf[..len];
-        trace!("{instance}: {len} bytes from {src}: {}", Escaped(datagram));
-        if let Some(why) = reflection_risk(src, own_ports) {
-            drops.log(src, why, instance);
-            tally.dropped += 1;
-            continue;
-        }
         let time = time_value(SystemTime::now(), epoch).to_be_bytes();
-        let Some(answer) = reply(instance.service, datagram, &time) else {
-            debug!("{instance}: empty datagram from {src}: no reply");
-            tally.dropped += 1;
-            continue;
-        };
-        match socket.send_to(answer, src) {
-            Ok(_) => tally.answered += 1,
-            Err(e) => {
-                // A full send buffer or an unreachable sender: UDP may lose a reply.
-                debug!("{instance}: reply to {src} not sent: {e}");
+        let mut replies = [Reply {
+            to: 0,
+            payload: &[],
+        }; BATCH];
+        let mut k = 0;
+        for i in 0..n {
+            let datagram = batch.payload(i);
+            let Some(src) = batch.sender(i) else {
+                tally.dropped += 1;
+                continue;
+            };
+            trace!(
+                "{instance}: {} bytes from {src}: {}",
+                datagram.len(),
+                Escaped(datagram)
+            );
+            if let Some(why) = reflection_risk(src, own_ports) {
+                drops.log(src, why, instance);
+                tally.dropped += 1;
+            } else if let Some(payload) = reply(instance.service, datagram, &time) {
+                replies[k] = Reply { to: i, payload };
+                k += 1;
+            } else {
+                debug!("{instance}: empty datagram from {src}: no reply");
                 tally.dropped += 1;
             }
         }
+        let sent = match batch.send(fd, &replies[..k]) {
+            Ok(sent) => sent,
+            Err(e) => {
+                // A full send buffer or an unreachable sender: UDP may lose a reply.
+                debug!("{instance}: replies not sent: {e}");
+                0
+            }
+        };
+        tally.answered += sent as u64;
+        tally.dropped += (k - sent) as u64;
+        if n < BATCH {
+            // A short batch took everything that was waiting; a datagram that comes later
+            // raises a new event.
+            return (tally, true);
+        }
     }
+    (tally, false)
 }
 
 #[cfg(test)]
