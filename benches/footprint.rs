@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -36,9 +36,19 @@ fn main() {
     memory(hold);
     for clients in [1, 16] {
         for half_close in [false, true] {
-            syscalls(exchanges, clients, half_close);
+            let client = if half_close {
+                "client half-closes after its line"
+            } else {
+                "client waits for the daemon's EOF"
+            };
+            let what = format!("count connection ({client}, {clients} at once)");
+            syscalls(&what, exchanges, clients, move |t| {
+                exchange(t.tcp, half_close)
+            });
         }
     }
+    let what = "answered UDP echo datagram (8 clients at once)";
+    syscalls(what, exchanges * 4, 8, |t| udp_exchanges(t.udp));
 }
 
 fn number(arg: Option<String>) -> usize {
@@ -46,12 +56,14 @@ fn number(arg: Option<String>) -> usize {
         .expect("a whole number after the flag")
 }
 
-/// A daemon child (perhaps under a wrapper such as strace) serving `count` on 127.0.0.1:0.
+/// A daemon child (perhaps under a wrapper such as strace) serving TCP `count` and UDP
+/// `echo` on 127.0.0.1, ports chosen by the system.
 struct Daemon {
     child: Child,
     /// The daemon's own pid (the child's, or the wrapper's child's).
     pid: u32,
-    addr: SocketAddr,
+    tcp: SocketAddr,
+    udp: SocketAddr,
 }
 
 impl Daemon {
@@ -65,7 +77,8 @@ impl Daemon {
             None => Command::new(BIN),
         };
         let mut child = cmd
-            .args(["--tcp", "count@127.0.0.1:0", "--max-connections", "20000"])
+            .args(["--tcp", "count@127.0.0.1:0", "--udp", "echo@127.0.0.1:0"])
+            .args(["--max-connections", "20000"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
@@ -73,20 +86,19 @@ impl Daemon {
             .expect("start oneloop");
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
         let mut line = String::new();
-        let addr = loop {
+        let mut addrs = Vec::new();
+        while addrs.len() < 2 {
             line.clear();
             if stderr.read_line(&mut line).expect("read stderr") == 0 {
                 panic!("oneloop exited before listening");
             }
-            if let Some(rest) = line.split("listening on tcp ").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .expect("address")
-                    .parse()
-                    .expect("addr");
+            // "INFO  listening on tcp 127.0.0.1:40000 (count)"
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.split_whitespace().nth(1).expect("address");
+                addrs.push(addr.parse::<SocketAddr>().expect("socket address"));
             }
-        };
+        }
+        let (tcp, udp) = (addrs[0], addrs[1]);
         // Keep draining stderr so the daemon never blocks on it.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         let pid = if wrapper.is_empty() {
@@ -100,7 +112,12 @@ impl Daemon {
                 .parse()
                 .expect("pid")
         };
-        Daemon { child, pid, addr }
+        Daemon {
+            child,
+            pid,
+            tcp,
+            udp,
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -144,11 +161,11 @@ fn rss_kib(pid: u32) -> u64 {
 fn memory(hold: usize) {
     let d = Daemon::start(&[]);
     // One exchange first, so the loop's buffers exist before the idle reading.
-    exchange(d.addr, false);
+    exchange(d.tcp, false);
     let idle = rss_kib(d.pid());
     let mut held = Vec::with_capacity(hold);
     for _ in 0..hold {
-        let mut s = connect(d.addr);
+        let mut s = connect(d.tcp);
         read_welcome(&mut s);
         held.push(s);
     }
@@ -176,17 +193,47 @@ fn exchange(addr: SocketAddr, half_close: bool) {
     assert_eq!(reply, b"You entered 12 characters.\n");
 }
 
-/// Calls per system call of a daemon run under strace with `n` exchanges from `clients`
-/// threads.
-fn strace_counts(n: usize, clients: usize, half_close: bool) -> Option<BTreeMap<String, u64>> {
+/// Where a client thread sends its requests.
+#[derive(Clone, Copy)]
+struct Target {
+    tcp: SocketAddr,
+    udp: SocketAddr,
+}
+
+/// One UDP echo request and its answer, retried if a datagram is lost.
+fn udp_exchanges(to: SocketAddr) {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    s.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    s.connect(to).expect("connect");
+    let mut buf = [0u8; 64];
+    for _ in 0..5 {
+        s.send(b"ping").expect("send");
+        if let Ok(4) = s.recv(&mut buf) {
+            return;
+        }
+    }
+    panic!("no UDP echo from {to}");
+}
+
+/// Calls per system call of a daemon run under strace while `clients` threads do `n`
+/// exchanges in all.
+fn strace_counts(
+    n: usize,
+    clients: usize,
+    exchange: impl Fn(&Target) + Copy + Send + 'static,
+) -> Option<BTreeMap<String, u64>> {
     let out = std::env::temp_dir().join(format!("oneloop-strace-{}-{n}", std::process::id()));
     let out_arg = out.to_str()?.to_string();
     let d = Daemon::start(&["strace", "-c", "-f", "-o", &out_arg]);
-    let addr = d.addr;
+    let (tcp, udp) = (d.tcp, d.udp);
     let threads: Vec<_> = (0..clients)
         .map(|c| {
             let share = n / clients + usize::from(c < n % clients);
-            std::thread::spawn(move || (0..share).for_each(|_| exchange(addr, half_close)))
+            std::thread::spawn(move || {
+                let target = Target { tcp, udp };
+                (0..share).for_each(|_| exchange(&target))
+            })
         })
         .collect();
     for t in threads {
@@ -211,27 +258,28 @@ fn strace_counts(n: usize, clients: usize, half_close: bool) -> Option<BTreeMap<
     Some(counts)
 }
 
-fn syscalls(n: usize, clients: usize, half_close: bool) {
+/// Prints the system calls the daemon makes per exchange, by call and in all.
+fn syscalls(
+    what: &str,
+    n: usize,
+    clients: usize,
+    exchange: impl Fn(&Target) + Copy + Send + 'static,
+) {
     let have_strace = Command::new("strace")
         .arg("-V")
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !have_strace {
-        println!("syscalls per count connection: skipped (no strace on the PATH)");
+        println!("syscalls per {what}: skipped (no strace on the PATH)");
         return;
     }
     let (Some(base), Some(run)) = (
-        strace_counts(0, clients, half_close),
-        strace_counts(n, clients, half_close),
+        strace_counts(0, clients, exchange),
+        strace_counts(n, clients, exchange),
     ) else {
-        println!("syscalls per count connection: strace gave no summary");
+        println!("syscalls per {what}: strace gave no summary");
         return;
-    };
-    let client = if half_close {
-        "client half-closes after its line"
-    } else {
-        "client waits for the daemon's EOF"
     };
     let mut total = 0.0;
     let mut parts = Vec::new();
@@ -243,7 +291,7 @@ fn syscalls(n: usize, clients: usize, half_close: bool) {
         }
     }
     println!(
-        "syscalls per count connection ({client}, {n} exchanges, {clients} at once): {total:.2} ({})",
+        "syscalls per {what}, {n} exchanges: {total:.2} ({})",
         parts.join(", ")
     );
 }
