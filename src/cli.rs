@@ -7,8 +7,8 @@ use std::io::Write;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::config::{Config, Epoch, Instance, Transport};
-use crate::Server;
+use crate::config::{Config, Epoch, Instance, Service, Transport};
+use crate::{systemd, Server};
 
 pub const USAGE: &str = "\
 Usage: oneloop [serve] [OPTIONS]
@@ -44,6 +44,12 @@ Socket options:
       --sndbuf BYTES          SO_SNDBUF                                [system]
       --bind-device IFACE     SO_BINDTODEVICE                          [none]
       --ipv6-only             IPV6_V6ONLY on IPv6 sockets              [dual-stack]
+systemd:
+      --activated NAME=SERVICE  the service of the passed socket NAME
+                              (else NAME itself: FileDescriptorName=count)
+  With sockets passed by socket activation (LISTEN_FDS) and no --tcp/--udp,
+  only the passed sockets are served. READY=1, STATUS=, STOPPING=1 and
+  WATCHDOG=1 go to NOTIFY_SOCKET when it is set.
   -h, --help                  this text
   -V, --version               the version
 
@@ -54,7 +60,7 @@ Exit status: 0 after SIGINT/SIGTERM, 1 when it cannot start, 2 for a usage error
 /// Runs `oneloop serve ARGS`; returns the exit code.
 pub fn serve(args: Vec<OsString>) -> u8 {
     let config = match parse(args) {
-        Ok(Parsed::Run(config)) => config,
+        Ok(Parsed::Run(config)) => *config,
         Ok(Parsed::Help) => {
             print!("{USAGE}");
             return 0;
@@ -69,7 +75,21 @@ pub fn serve(args: Vec<OsString>) -> u8 {
         }
     };
     init_logging();
-    let server = match Server::bind(config) {
+    let activated = match systemd::take_passed()
+        .map_err(|e| format!("cannot take the sockets passed by the service manager: {e}"))
+        .and_then(|passed| systemd::assign(passed, &config.activated))
+    {
+        Ok(activated) => activated,
+        Err(e) => {
+            log::error!("{e}");
+            return 1;
+        }
+    };
+    let mut config = config;
+    if config.instances.is_empty() && activated.is_empty() {
+        config.instances = Instance::defaults();
+    }
+    let server = match Server::bind_with(config, activated) {
         Ok(server) => server,
         Err(e) => {
             log::error!("{e}");
@@ -97,7 +117,7 @@ pub fn init_logging() {
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
 pub enum Parsed {
-    Run(Config),
+    Run(Box<Config>),
     Help,
     Version,
 }
@@ -144,14 +164,23 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "--sndbuf" => config.sockets.send_buffer = Some(number(&flag, &value()?)?),
             "--bind-device" => config.sockets.bind_device = Some(value()?),
             "--ipv6-only" => config.sockets.ipv6_only = true,
+            "--activated" => config.activated.push(activated(&value()?)?),
             _ => return Err(format!("unknown option '{flag}'")),
         }
     }
-    if !instances.is_empty() {
-        config.instances = instances;
-    }
+    // With none given, `serve` runs the default pair, unless sockets were passed.
+    config.instances = instances;
     config.validate().map_err(|e| e.to_string())?;
-    Ok(Parsed::Run(config))
+    Ok(Parsed::Run(Box::new(config)))
+}
+
+/// `NAME=SERVICE`: the service of the passed socket named NAME.
+fn activated(s: &str) -> Result<(String, Service), String> {
+    s.split_once('=')
+        .and_then(|(name, service)| Some((name.to_string(), Service::parse(service)?)))
+        .ok_or_else(|| {
+            format!("--activated: expected NAME=SERVICE (count, ack, echo, time), got '{s}'")
+        })
 }
 
 fn spec(transport: Transport, s: &str) -> Result<Instance, String> {
@@ -178,14 +207,36 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Config, String> {
         match parse(args.iter().map(OsString::from).collect())? {
-            Parsed::Run(c) => Ok(c),
+            Parsed::Run(c) => Ok(*c),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn no_flags_is_the_default_pair() {
-        assert_eq!(run(&[]).unwrap(), Config::default());
+    fn no_flags_leaves_the_instances_to_serve() {
+        let c = run(&[]).unwrap();
+        assert!(c.instances.is_empty());
+        assert_eq!(
+            c,
+            Config {
+                instances: Vec::new(),
+                ..Config::default()
+            }
+        );
+    }
+
+    #[test]
+    fn activated_maps_names_to_services() {
+        let c = run(&["--activated", "web=echo", "--activated", "clock=time"]).unwrap();
+        assert_eq!(
+            c.activated,
+            [
+                ("web".to_string(), Service::Echo),
+                ("clock".to_string(), Service::Time)
+            ]
+        );
+        let e = run(&["--activated", "web"]).unwrap_err();
+        assert!(e.contains("expected NAME=SERVICE"), "{e}");
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub enum Service {
 }
 
 impl Service {
-    fn parse(name: &str) -> Option<Service> {
+    /// The service called `name` (`count`, `ack`, `echo`, `time`).
+    pub fn parse(name: &str) -> Option<Service> {
         match name {
             "count" => Some(Service::Count),
             "ack" => Some(Service::Ack),
@@ -113,6 +114,26 @@ impl Instance {
             service,
             addr: SocketAddr::new(ip, port),
         })
+    }
+}
+
+impl Instance {
+    /// What the daemon serves when given no service: TCP `count` and UDP `echo` on
+    /// `0.0.0.0:51423`.
+    pub fn defaults() -> Vec<Instance> {
+        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT);
+        vec![
+            Instance {
+                transport: Transport::Tcp,
+                service: Service::Count,
+                addr: any,
+            },
+            Instance {
+                transport: Transport::Udp,
+                service: Service::Echo,
+                addr: any,
+            },
+        ]
     }
 }
 
@@ -207,6 +228,8 @@ pub struct Config {
     pub sockets: SocketOptions,
     /// Whether `Server::bind` installs the SIGINT/SIGTERM handlers.
     pub handle_signals: bool,
+    /// Services of sockets passed by socket activation, by their names (`--activated`).
+    pub activated: Vec<(String, Service)>,
 }
 
 /// Largest `--max-line`: a `count` connection keeps its counters in 32 bits.
@@ -217,20 +240,8 @@ pub const MAX_ACK_REPLY: usize = 4096;
 
 impl Default for Config {
     fn default() -> Self {
-        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT);
         Config {
-            instances: vec![
-                Instance {
-                    transport: Transport::Tcp,
-                    service: Service::Count,
-                    addr: any,
-                },
-                Instance {
-                    transport: Transport::Udp,
-                    service: Service::Echo,
-                    addr: any,
-                },
-            ],
+            instances: Instance::defaults(),
             max_line: 4096,
             idle_timeout: Duration::from_secs(30),
             max_connections: 10_000,
@@ -241,6 +252,7 @@ impl Default for Config {
             time_epoch: Epoch::Unix,
             sockets: SocketOptions::default(),
             handle_signals: true,
+            activated: Vec::new(),
         }
     }
 }
@@ -259,9 +271,6 @@ impl Config {
     /// Checks the values that can be wrong whichever way the config was made.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |s: &str| Err(ConfigError(s.to_string()));
-        if self.instances.is_empty() {
-            return err("no service to run");
-        }
         if let Some(i) = self
             .instances
             .iter()

@@ -31,6 +31,7 @@ mod server;
 pub mod session;
 pub mod sockets;
 pub mod sockopts;
+pub mod systemd;
 pub mod udp;
 
 pub use config::Config;

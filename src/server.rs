@@ -35,6 +35,7 @@ use crate::deadline::{after, Clock, Fire, Millis, Timers};
 use crate::mmsg::Datagrams;
 use crate::session::{display_peer, Session, Settings};
 use crate::sockets;
+use crate::systemd::{Activated, Notifier};
 use crate::udp::{self, DropLog};
 
 const WAKER: Token = Token(0);
@@ -157,13 +158,25 @@ pub struct Server {
     read_buf: Vec<u8>,
     out: Vec<u8>,
     summary: Summary,
+    notifier: Notifier,
+    /// When the next `WATCHDOG=1` is due (only when the service manager asked for them).
+    watchdog_at: Option<Millis>,
 }
 
 impl Server {
     /// Sets up signal handling, binds every instance and logs `listening on ...` for each,
     /// with the real port when port 0 was asked for.
     pub fn bind(config: Config) -> Result<Server, BindError> {
+        Server::bind_with(config, Vec::new())
+    }
+
+    /// As [`Server::bind`], and serves the sockets passed by socket activation as well.
+    pub fn bind_with(config: Config, activated: Vec<Activated>) -> Result<Server, BindError> {
         config.validate().map_err(BindError::Config)?;
+        if config.instances.is_empty() && activated.is_empty() {
+            let none = crate::config::ConfigError("no service to run".into());
+            return Err(BindError::Config(none));
+        }
         match sockets::raise_fd_limit() {
             Ok(limit) => debug!("open-file limit: {limit}"),
             Err(e) => warn!("cannot raise the open-file limit: {}", sockets::reason(&e)),
@@ -184,37 +197,61 @@ impl Server {
             None
         };
 
-        let mut instances = Vec::with_capacity(config.instances.len());
-        let mut sources = Vec::with_capacity(config.instances.len());
-        for (i, asked) in config.instances.iter().enumerate() {
+        // The configured instances' sockets, then the passed ones.
+        let mut opened = Vec::with_capacity(config.instances.len() + activated.len());
+        for asked in &config.instances {
             let cannot = |e| BindError::Bind(format!("{} {}", asked.transport, asked.addr), e);
-            let token = Token(FIRST_SOURCE + i);
-            let registry = poll.registry();
-            let (source, addr) = match asked.transport {
-                Transport::Tcp => {
-                    let mut socket =
-                        sockets::tcp_listener(asked.addr, &config.sockets).map_err(cannot)?;
-                    registry
-                        .register(&mut socket, token, Interest::READABLE)
-                        .map_err(BindError::Setup)?;
-                    let addr = socket.local_addr().map_err(cannot)?;
-                    (Source::Listener(socket), addr)
-                }
+            let source = match asked.transport {
+                Transport::Tcp => Source::Listener(
+                    sockets::tcp_listener(asked.addr, &config.sockets).map_err(cannot)?,
+                ),
                 Transport::Udp => {
-                    let mut socket =
-                        sockets::udp_socket(asked.addr, &config.sockets).map_err(cannot)?;
-                    registry
-                        .register(&mut socket, token, Interest::READABLE)
-                        .map_err(BindError::Setup)?;
-                    let addr = socket.local_addr().map_err(cannot)?;
-                    (Source::Udp(socket), addr)
+                    Source::Udp(sockets::udp_socket(asked.addr, &config.sockets).map_err(cannot)?)
                 }
             };
-            sources.push(source);
-            instances.push(Instance { addr, ..*asked });
+            opened.push((asked.transport, asked.service, source, ""));
         }
-        for instance in &instances {
-            info!("listening on {instance}");
+        for a in activated {
+            let source = match a.transport {
+                Transport::Tcp => Source::Listener(TcpListener::from_std(a.socket.into())),
+                Transport::Udp => Source::Udp(mio::net::UdpSocket::from_std(a.socket.into())),
+            };
+            opened.push((
+                a.transport,
+                a.service,
+                source,
+                ", passed by the service manager",
+            ));
+        }
+        let mut instances = Vec::with_capacity(opened.len());
+        let mut sources = Vec::with_capacity(opened.len());
+        for (i, (transport, service, mut source, origin)) in opened.into_iter().enumerate() {
+            let token = Token(FIRST_SOURCE + i);
+            let registry = poll.registry();
+            let addr = match &mut source {
+                Source::Listener(socket) => {
+                    registry
+                        .register(socket, token, Interest::READABLE)
+                        .map_err(BindError::Setup)?;
+                    socket.local_addr()
+                }
+                Source::Udp(socket) => {
+                    registry
+                        .register(socket, token, Interest::READABLE)
+                        .map_err(BindError::Setup)?;
+                    socket.local_addr()
+                }
+                Source::Closed => Err(io::ErrorKind::NotConnected.into()),
+            }
+            .map_err(BindError::Setup)?;
+            let instance = Instance {
+                transport,
+                service,
+                addr,
+            };
+            info!("listening on {instance}{origin}");
+            instances.push(instance);
+            sources.push(source);
         }
         let udp_ports = instances
             .iter()
@@ -248,6 +285,8 @@ impl Server {
             read_buf: vec![0; READ_BUF],
             out: Vec::with_capacity(READ_BUF + crate::config::MAX_ACK_REPLY + 64),
             summary: Summary::default(),
+            notifier: Notifier::from_env(),
+            watchdog_at: None,
             config,
         })
     }
@@ -274,6 +313,9 @@ impl Server {
     /// it has also logged.
     pub fn run(mut self) -> io::Result<Summary> {
         let mut events = Events::with_capacity(1024);
+        self.notifier
+            .ready(&format!("serving {} socket(s)", self.instances.len()));
+        self.watchdog_at = self.notifier.watchdog_every.map(|_| self.clock.now());
         loop {
             let timeout = self.poll_timeout();
             trace!("poll, timeout {timeout:?}");
@@ -303,6 +345,7 @@ impl Server {
             }
             self.expire_deadlines(now);
             self.remove_closed();
+            self.feed_watchdog(now);
             if self.stop_requests >= 2 {
                 info!("stopping at once");
                 break;
@@ -596,11 +639,13 @@ impl Server {
         self.sources.fill_with(|| Source::Closed);
         self.drain_until = Some(after(now, self.config.shutdown_grace));
         self.accept_paused_until = None;
-        info!(
+        let status = format!(
             "{why}: no longer accepting; {} connection(s) have {} s to finish",
             self.conns.len() - self.closed.len(),
             self.config.shutdown_grace.as_secs_f64()
         );
+        info!("{status}");
+        self.notifier.stopping(&status);
     }
 
     /// The grace period is over: every connection still open gets its last words and closes.
@@ -612,6 +657,16 @@ impl Server {
         self.conns.clear();
     }
 
+    /// Tells the service manager the loop is alive, when that is due.
+    fn feed_watchdog(&mut self, now: Millis) {
+        if let (Some(at), Some(every)) = (self.watchdog_at, self.notifier.watchdog_every) {
+            if at <= now {
+                self.notifier.watchdog();
+                self.watchdog_at = Some(after(now, every));
+            }
+        }
+    }
+
     /// How long the loop may sleep: until the nearest deadline, or for ever.
     fn poll_timeout(&self) -> Option<Duration> {
         if !self.again.is_empty() || !self.udp_again.is_empty() {
@@ -621,6 +676,7 @@ impl Server {
             self.timers.next(),
             self.drain_until,
             self.accept_paused_until,
+            self.watchdog_at,
         ]
         .into_iter()
         .flatten()

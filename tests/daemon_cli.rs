@@ -8,12 +8,12 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 use common::{
-    connect, count_client, count_reply, read_exact, read_to_end, status_kb, udp_ask, udp_client,
-    welcome_for, Proc, WAIT,
+    connect, context_switches, count_client, count_reply, cpu_ticks, read_exact, read_to_end,
+    status_kb, udp_ask, udp_client, wait_asleep, wait_until, welcome_for, Proc, WAIT,
 };
 
 /// A count line and the reply it gets.
@@ -133,37 +133,6 @@ fn tcp_sockets() -> Vec<TcpRow> {
             (port(fields[1]), port(fields[2]), fields[3].to_string())
         })
         .collect()
-}
-
-/// The fields of /proc/PID/stat from the state on (index 0 is field 3, the state).
-fn stat_fields(pid: i32) -> Vec<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_name = &text[text.rfind(')').expect("comm in stat") + 1..];
-    after_name.split_whitespace().map(String::from).collect()
-}
-
-/// User plus system CPU time of a process, in clock ticks (stat fields 14 and 15).
-fn cpu_ticks(pid: i32) -> u64 {
-    let fields = stat_fields(pid);
-    let ticks = |i: usize| fields[i].parse::<u64>().expect("tick count");
-    ticks(11) + ticks(12)
-}
-
-/// Voluntary and involuntary context switches of a (single-threaded) process so far.
-fn context_switches(pid: i32) -> (u64, u64) {
-    (
-        status_kb(pid, "voluntary_ctxt_switches"),
-        status_kb(pid, "nonvoluntary_ctxt_switches"),
-    )
-}
-
-/// Polls `cond` (bounded) until it holds.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// A count daemon on loopback with `extra` options, one count client that has read its
@@ -415,9 +384,7 @@ fn an_idle_daemon_makes_no_wake_ups() {
     count_reply(addrs[0], LINE);
     p.wait_for(": closed: ");
     let pid = p.pid();
-    wait_until("the daemon to sleep in its poll", || {
-        stat_fields(pid)[0] == "S"
-    });
+    wait_asleep(pid);
     let before = context_switches(pid);
     thread::sleep(Duration::from_millis(1500));
     assert_eq!(

@@ -310,3 +310,41 @@ pub fn status_kb(pid: i32, field: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
 }
+
+/// The fields of /proc/PID/stat from the state on (index 0 is field 3, the state).
+pub fn stat_fields(pid: i32) -> Vec<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &text[text.rfind(')').expect("comm in stat") + 1..];
+    after_name.split_whitespace().map(String::from).collect()
+}
+
+/// User plus system CPU time of a process, in clock ticks (stat fields 14 and 15).
+pub fn cpu_ticks(pid: i32) -> u64 {
+    let fields = stat_fields(pid);
+    let ticks = |i: usize| fields[i].parse::<u64>().expect("tick count");
+    ticks(11) + ticks(12)
+}
+
+/// Voluntary and involuntary context switches of a (single-threaded) process so far.
+pub fn context_switches(pid: i32) -> (u64, u64) {
+    (
+        status_kb(pid, "voluntary_ctxt_switches"),
+        status_kb(pid, "nonvoluntary_ctxt_switches"),
+    )
+}
+
+/// Polls `cond` (bounded) until it holds.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Waits (bounded) until the process sleeps (state S: in its poll, with nothing to do).
+pub fn wait_asleep(pid: i32) {
+    wait_until("the daemon to sleep in its poll", || {
+        stat_fields(pid)[0] == "S"
+    });
+}
