@@ -165,12 +165,83 @@ impl Session {
 
 /// A peer address as clients see it: an IPv4-mapped IPv6 address is shown as plain IPv4.
 pub fn display_peer(peer: SocketAddr) -> SocketAddr {
-    SocketAddr::new(peer.ip().to_canonical(), peer.port())
+    match peer {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => peer,
+        },
+        v4 => v4,
+    }
+}
+
+/// Appends `peer` as `SocketAddr` displays it (`127.0.0.1:40512`, `[::1]:40512`), IPv4-mapped
+/// shown as IPv4. IPv4, the common case, is written by hand: it is on every connection's path.
+fn push_peer(out: &mut Vec<u8>, peer: SocketAddr) {
+    match display_peer(peer) {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_decimal(out, u64::from(octet));
+            }
+            out.push(b':');
+            push_decimal(out, u64::from(v4.port()));
+        }
+        v6 => {
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_are_written_as_socket_addr_displays_them() {
+        for peer in [
+            "127.0.0.1:40512",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.0.100.9:7",
+            "[::1]:40512",
+            "[fe80::1%2]:9",
+            "[2001:db8::ff00:42:8329]:1",
+        ] {
+            let mut out = Vec::new();
+            push_peer(&mut out, peer.parse().unwrap());
+            assert_eq!(String::from_utf8(out).unwrap(), peer);
+        }
+        let mut out = Vec::new();
+        push_peer(&mut out, "[::ffff:192.0.2.1]:80".parse().unwrap());
+        assert_eq!(out, b"192.0.2.1:80");
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 99, 100, 4096, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+    }
 
     #[test]
     fn busy_message_names_the_limit() {
