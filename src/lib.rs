@@ -25,6 +25,8 @@ pub mod client;
 pub mod config;
 mod conn;
 mod deadline;
+#[cfg(feature = "load")]
+pub mod load;
 mod logbytes;
 mod mmsg;
 mod server;

@@ -11,6 +11,11 @@ fn main() -> ExitCode {
             args.remove(0);
             oneloop::client::run_cli(args)
         }
+        #[cfg(feature = "load")]
+        "load" => {
+            args.remove(0);
+            oneloop::load::run_cli(args)
+        }
         "sockopts" => {
             args.remove(0);
             oneloop::sockopts::run_cli(args)

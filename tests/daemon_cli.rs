@@ -3,7 +3,7 @@
 //! file descriptors, idleness without wake-ups, and what each log level shows.
 
 use std::collections::HashSet;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -13,7 +13,7 @@ use std::time::Duration;
 mod common;
 use common::{
     connect, context_switches, count_client, count_reply, cpu_ticks, read_exact, read_to_end,
-    status_kb, udp_ask, udp_client, wait_asleep, wait_until, welcome_for, Proc, WAIT,
+    status_kb, udp_ask, udp_client, wait_asleep, wait_until, welcome_for, Ended, Proc, WAIT,
 };
 
 /// A count line and the reply it gets.
@@ -56,29 +56,9 @@ fn stop(p: &mut Proc) {
     assert_eq!(p.wait_exit(), 0, "stderr:\n{}", p.seen.join("\n"));
 }
 
-/// What a run of `oneloop ARGS` that ends by itself left behind.
-struct Ended {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs `oneloop ARGS` until it exits (bounded).
 fn run_to_end(args: &[&str]) -> Ended {
-    let mut p = Proc::spawn(args, "info");
-    let code = p.wait_exit();
-    let mut stdout = String::new();
-    p.child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .expect("read stdout");
-    Ended {
-        code,
-        stdout,
-        stderr: p.seen.join("\n"),
-    }
+    Proc::spawn(args, "info").finish()
 }
 
 /// Checks that `oneloop ARGS` exits 1 saying `cannot bind WHAT: REASON`, having listened on

@@ -295,6 +295,32 @@ impl Proc {
     }
 }
 
+/// What a run of the binary that ended by itself left behind.
+pub struct Ended {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Proc {
+    /// Waits (bounded) for the exit; returns its code, stdout and stderr.
+    pub fn finish(mut self) -> Ended {
+        let code = self.wait_exit();
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("piped stdout")
+            .read_to_string(&mut stdout)
+            .expect("read stdout");
+        Ended {
+            code,
+            stdout,
+            stderr: self.seen.join("\n"),
+        }
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();

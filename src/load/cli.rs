@@ -1,0 +1,423 @@
+//! The command line of `oneloop load`: the scenario, its target and its options, checked.
+//! Parsing only: nothing here resolves a name or opens a socket.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::time::Duration;
+
+/// The scenarios, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    Count,
+    Hold,
+    UdpEcho,
+    UdpTime,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Count,
+        Scenario::Hold,
+        Scenario::UdpEcho,
+        Scenario::UdpTime,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Count => "count",
+            Scenario::Hold => "hold",
+            Scenario::UdpEcho => "udp-echo",
+            Scenario::UdpTime => "udp-time",
+        }
+    }
+
+    pub fn is_udp(self) -> bool {
+        matches!(self, Scenario::UdpEcho | Scenario::UdpTime)
+    }
+
+    /// The arguments after the name, and what the scenario does.
+    fn synopsis(self) -> (&'static str, &'static str) {
+        match self {
+            Scenario::Count => (
+                "ADDR",
+                "count exchanges over TCP: connect, welcome, line, half-close, reply, EOF;\n      \
+                 every reply is checked",
+            ),
+            Scenario::Hold => (
+                "ADDR -n N",
+                "open N count connections, wait for every welcome, print 'holding N\n      \
+                 connections' on stderr, hold them, then send every line and check every reply",
+            ),
+            Scenario::UdpEcho => (
+                "ADDR",
+                "UDP echo requests, one outstanding per socket; each reply checked byte for byte",
+            ),
+            Scenario::UdpTime => (
+                "ADDR",
+                "UDP time requests, one outstanding per socket; each reply must be 4 bytes",
+            ),
+        }
+    }
+}
+
+/// Everything a run needs from the command line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    pub scenario: Scenario,
+    /// `HOST:PORT`, not resolved yet.
+    pub addr: String,
+    /// Connections (UDP: sockets) in flight; with `rate`, the most in flight.
+    pub connections: usize,
+    /// Open-loop starts per second (`count`).
+    pub rate: Option<f64>,
+    pub duration: Duration,
+    pub timeout: Duration,
+    /// The line `count` and `hold` send (no LF).
+    pub line: Vec<u8>,
+    /// `hold`: connections to open.
+    pub hold_count: usize,
+    /// `hold`: how long to hold them.
+    pub hold: Duration,
+    /// `udp-echo`: payload bytes.
+    pub size: usize,
+    /// Source addresses `127.0.0.1 ..= 127.0.0.N` (`count`, `hold`).
+    pub sources: Option<u8>,
+    pub json: bool,
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Help(Option<Scenario>),
+    Run(Options),
+}
+
+const DEFAULT_CONNECTIONS: usize = 16;
+const DEFAULT_DURATION: Duration = Duration::from_secs(5);
+const DEFAULT_TCP_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_UDP_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_LINE: &str = "hello, world";
+const DEFAULT_HOLD: Duration = Duration::from_secs(1);
+const DEFAULT_SIZE: usize = 64;
+/// The largest UDP payload over IPv4.
+const MAX_DATAGRAM: usize = 65_507;
+/// The longest `--line`.
+const MAX_LINE: usize = 1 << 20;
+
+/// Parses `oneloop load ARGS` (without `load`). The error is a usage message.
+pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
+    use lexopt::prelude::*;
+
+    let mut parser = lexopt::Parser::from_args(args);
+    let scenario = match parser.next().map_err(|e| e.to_string())? {
+        Some(Short('h') | Long("help")) => return Ok(Command::Help(None)),
+        Some(Value(name)) => Scenario::ALL
+            .into_iter()
+            .find(|s| name == s.name())
+            .ok_or_else(|| format!("unknown scenario {name:?}"))?,
+        Some(other) => return Err(other.unexpected().to_string()),
+        None => return Err("which scenario? count, hold, udp-echo or udp-time".into()),
+    };
+    let tcp = !scenario.is_udp();
+    let mut o = Options {
+        scenario,
+        addr: String::new(),
+        connections: DEFAULT_CONNECTIONS,
+        rate: None,
+        duration: DEFAULT_DURATION,
+        timeout: if tcp {
+            DEFAULT_TCP_TIMEOUT
+        } else {
+            DEFAULT_UDP_TIMEOUT
+        },
+        line: DEFAULT_LINE.into(),
+        hold_count: 0,
+        hold: DEFAULT_HOLD,
+        size: DEFAULT_SIZE,
+        sources: None,
+        json: false,
+    };
+    let mut addr = None;
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let flag = match arg {
+            Long(name) => format!("--{name}"),
+            Short(c) => format!("-{c}"),
+            Value(v) if addr.is_none() => {
+                let v = v.into_string().map_err(|_| "ADDR is not valid UTF-8")?;
+                addr = Some(v);
+                continue;
+            }
+            Value(v) => {
+                let v = v.to_string_lossy();
+                return Err(format!("{}: unexpected argument {v:?}", scenario.name()));
+            }
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help(Some(scenario))),
+            "--json" => o.json = true,
+            "--timeout" => o.timeout = seconds(&flag, &text(&mut parser, &flag)?, false)?,
+            "--connections" if scenario != Scenario::Hold => {
+                o.connections = count(&flag, &text(&mut parser, &flag)?, usize::MAX)?
+            }
+            "--duration" if scenario != Scenario::Hold => {
+                o.duration = seconds(&flag, &text(&mut parser, &flag)?, false)?
+            }
+            "--rate" if scenario == Scenario::Count => {
+                let value = text(&mut parser, &flag)?;
+                let rate = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| r.is_finite() && *r > 0.0)
+                    .ok_or_else(|| format!("--rate takes a positive number, not {value:?}"))?;
+                o.rate = Some(rate);
+            }
+            "--line" if tcp => {
+                let line = parser.value().map_err(|e| e.to_string())?.into_vec();
+                if line.contains(&b'\n') || line.len() > MAX_LINE {
+                    return Err(format!(
+                        "--line must hold no newline and at most {MAX_LINE} bytes"
+                    ));
+                }
+                o.line = line;
+            }
+            "-n" if scenario == Scenario::Hold => {
+                o.hold_count = count(&flag, &text(&mut parser, &flag)?, usize::MAX)?
+            }
+            "--hold" if scenario == Scenario::Hold => {
+                o.hold = seconds(&flag, &text(&mut parser, &flag)?, true)?
+            }
+            "--size" if scenario == Scenario::UdpEcho => {
+                o.size = count(&flag, &text(&mut parser, &flag)?, MAX_DATAGRAM)?
+            }
+            "--sources" if tcp => {
+                let n = count(&flag, &text(&mut parser, &flag)?, 254)?;
+                o.sources = Some(u8::try_from(n).map_err(|e| e.to_string())?);
+            }
+            _ => return Err(format!("{}: unknown option '{flag}'", scenario.name())),
+        }
+    }
+    o.addr = addr.ok_or_else(|| format!("{}: missing ADDR", scenario.name()))?;
+    if scenario == Scenario::Hold && o.hold_count == 0 {
+        return Err("hold: -n N is required".into());
+    }
+    Ok(Command::Run(o))
+}
+
+/// The value of `flag`, as UTF-8 text.
+fn text(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
+    parser
+        .value()
+        .map_err(|e| e.to_string())?
+        .into_string()
+        .map_err(|_| format!("{flag}: the value is not valid UTF-8"))
+}
+
+/// A count from 1 to `max`.
+fn count(flag: &str, text: &str, max: usize) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("{flag} takes a whole number from 1 to {max}, not {text:?}"))
+}
+
+/// Seconds, fractions allowed: positive, or also zero when `zero_ok`.
+fn seconds(flag: &str, text: &str, zero_ok: bool) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0 || (zero_ok && *s == 0.0))
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("{flag} takes a number of seconds, not {text:?}"))
+}
+
+/// One option of the help text: the scenarios it is for, and its line.
+struct Flag {
+    for_scenario: fn(Scenario) -> bool,
+    text: &'static str,
+}
+
+const FLAGS: [Flag; 11] = [
+    Flag {
+        for_scenario: |s| s != Scenario::Hold,
+        text: "--connections C   connections (UDP: sockets) in flight, each replaced when\n                    \
+               it finishes; with --rate, the most in flight              [16]",
+    },
+    Flag {
+        for_scenario: |s| s != Scenario::Hold,
+        text: "--duration SECS   how long new requests start                                [5]",
+    },
+    Flag {
+        for_scenario: |_| true,
+        text: "--timeout SECS    deadline of each request (hold: of the welcome, then of\n                    \
+               the reply); later is timed out (UDP: lost)      [TCP 5, UDP 1]",
+    },
+    Flag {
+        for_scenario: |s| s == Scenario::Count,
+        text: "--rate R          count: open loop, R connections started a second, each\n                    \
+               one's latency counted from its scheduled start   [closed loop]",
+    },
+    Flag {
+        for_scenario: |s| !s.is_udp(),
+        text: "--line TEXT       count, hold: the line sent (no newline)         [hello, world]",
+    },
+    Flag {
+        for_scenario: |s| s == Scenario::Hold,
+        text: "-n N              hold: connections to open and hold                  (required)",
+    },
+    Flag {
+        for_scenario: |s| s == Scenario::Hold,
+        text: "--hold SECS       hold: how long to hold them once all are welcomed          [1]",
+    },
+    Flag {
+        for_scenario: |s| s == Scenario::UdpEcho,
+        text: "--size BYTES      udp-echo: payload size, 1 to 65507                        [64]",
+    },
+    Flag {
+        for_scenario: |s| !s.is_udp(),
+        text: "--sources N       count, hold: connect from 127.0.0.1 .. 127.0.0.N in turn,\n                    \
+               past one address's ephemeral ports (IPv4 loopback only)    [1]",
+    },
+    Flag {
+        for_scenario: |_| true,
+        text: "--json            print the report as one JSON object on stdout",
+    },
+    Flag {
+        for_scenario: |_| true,
+        text: "-h, --help        this text",
+    },
+];
+
+/// The `--help` text: for one scenario, or for all of them.
+pub fn help(scenario: Option<Scenario>) -> String {
+    let mut text = String::from(
+        "Usage: oneloop load SCENARIO ADDR [OPTIONS]\n\n\
+         Load for a count/echo/time server from one thread and one poll loop.\n\nScenarios:\n",
+    );
+    let wanted = |s: Scenario| scenario.map_or(true, |x| x == s);
+    for s in Scenario::ALL.into_iter().filter(|s| wanted(*s)) {
+        let (args, what) = s.synopsis();
+        text += &format!("  oneloop load {} {args}\n      {what}\n", s.name());
+    }
+    text += "\nOptions";
+    if scenario.is_none() {
+        text += " (oneloop load SCENARIO --help lists one scenario's)";
+    }
+    text += ":\n";
+    for flag in FLAGS.iter().filter(|f| {
+        Scenario::ALL
+            .iter()
+            .any(|s| wanted(*s) && (f.for_scenario)(*s))
+    }) {
+        text += &format!("  {}\n", flag.text);
+    }
+    text += "\nADDR is HOST:PORT. Latencies are in microseconds. A progress line shows on stderr\n\
+             once a second when stderr is a terminal.\n\
+             Exit status: 0 no request failed, 1 some failed (UDP losses do not count), 2 usage\n\
+             error, 3 nothing could be done (the target never answered).\n";
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Options, String> {
+        match parse(args.iter().map(OsString::from).collect())? {
+            Command::Run(o) => Ok(o),
+            Command::Help(s) => Err(format!("help {s:?}")),
+        }
+    }
+
+    #[test]
+    fn defaults_per_scenario() {
+        let o = run(&["count", "127.0.0.1:51423"]).unwrap();
+        assert_eq!(o.connections, 16);
+        assert_eq!(o.duration, Duration::from_secs(5));
+        assert_eq!(o.timeout, Duration::from_secs(5));
+        assert_eq!(o.line, b"hello, world");
+        assert_eq!((o.rate, o.sources, o.json), (None, None, false));
+        let o = run(&["udp-echo", "h:7"]).unwrap();
+        assert_eq!((o.timeout, o.size), (Duration::from_secs(1), 64));
+        let o = run(&["hold", "h:1", "-n", "10"]).unwrap();
+        assert_eq!((o.hold_count, o.hold), (10, Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let o = run(&[
+            "count",
+            "--connections",
+            "8",
+            "h:1",
+            "--rate",
+            "250.5",
+            "--duration",
+            "0.5",
+            "--timeout",
+            "2",
+            "--line",
+            "héllo",
+            "--sources",
+            "3",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(o.addr, "h:1");
+        assert_eq!(o.connections, 8);
+        assert_eq!(o.rate, Some(250.5));
+        assert_eq!(o.duration, Duration::from_millis(500));
+        assert_eq!(o.timeout, Duration::from_secs(2));
+        assert_eq!(o.line, "héllo".as_bytes());
+        assert_eq!(o.sources, Some(3));
+        assert!(o.json);
+        let o = run(&["hold", "h:1", "-n", "3", "--hold", "0"]).unwrap();
+        assert_eq!(o.hold, Duration::ZERO);
+    }
+
+    #[test]
+    fn options_of_other_scenarios_are_refused() {
+        for args in [
+            &["udp-echo", "h:1", "--rate", "10"][..],
+            &["udp-time", "h:1", "--size", "10"],
+            &["udp-echo", "h:1", "--sources", "2"],
+            &["count", "h:1", "-n", "2"],
+            &["hold", "h:1", "-n", "2", "--connections", "3"],
+            &["count", "h:1", "h:2"],
+        ] {
+            assert!(run(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["count"][..],
+            &["nope", "h:1"],
+            &["count", "h:1", "--connections", "0"],
+            &["count", "h:1", "--duration", "0"],
+            &["count", "h:1", "--timeout", "-1"],
+            &["count", "h:1", "--rate", "0"],
+            &["count", "h:1", "--rate", "inf"],
+            &["count", "h:1", "--sources", "255"],
+            &["count", "h:1", "--line", "two\nlines"],
+            &["udp-echo", "h:1", "--size", "65508"],
+            &["hold", "h:1"],
+        ] {
+            assert!(run(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_lists_the_options_of_the_scenario_asked_about() {
+        let args = |a: &[&str]| parse(a.iter().map(OsString::from).collect()).unwrap();
+        assert_eq!(args(&["--help"]), Command::Help(None));
+        assert_eq!(
+            args(&["hold", "--help"]),
+            Command::Help(Some(Scenario::Hold))
+        );
+        let all = help(None);
+        assert!(all.contains("--rate R") && all.contains("--size BYTES"));
+        let hold = help(Some(Scenario::Hold));
+        assert!(hold.contains("-n N") && hold.contains("--sources N"));
+        assert!(!hold.contains("--rate") && !hold.contains("--size") && !hold.contains("udp-echo"));
+    }
+}
