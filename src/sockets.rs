@@ -62,8 +62,23 @@ fn configured(
 }
 
 /// An error's text the way a log line wants it: `address already in use`, without the
-/// `(os error 98)` tail.
+/// `(os error 98)` tail. The errors a daemon meets when it starts have fixed texts (the C
+/// libraries word them differently: musl says `address in use`); others take the C library's.
 pub fn reason(err: &io::Error) -> String {
+    let fixed = match err.raw_os_error() {
+        Some(libc::EADDRINUSE) => "address already in use",
+        Some(libc::EADDRNOTAVAIL) => "cannot assign requested address",
+        Some(libc::EACCES) => "permission denied",
+        Some(libc::EPERM) => "operation not permitted",
+        Some(libc::ENODEV) => "no such device",
+        Some(libc::EMFILE) => "too many open files",
+        Some(libc::ENFILE) => "too many open files in system",
+        Some(libc::ECONNREFUSED) => "connection refused",
+        _ => "",
+    };
+    if !fixed.is_empty() {
+        return fixed.to_string();
+    }
     let text = err.to_string();
     let text = match text.find(" (os error") {
         Some(i) => &text[..i],
@@ -110,6 +125,15 @@ mod tests {
     fn reason_is_the_plain_lowercase_text() {
         let e = io::Error::from_raw_os_error(libc::EADDRINUSE);
         assert_eq!(reason(&e), "address already in use");
+        let e = io::Error::from_raw_os_error(libc::ENODEV);
+        assert_eq!(reason(&e), "no such device");
+        // Others: the C library's words, lower-cased, without the errno tail.
+        let text = reason(&io::Error::from_raw_os_error(libc::ETIMEDOUT));
+        assert!(
+            text.contains("timed out") && !text.contains("os error"),
+            "{text}"
+        );
+        assert!(text.starts_with(char::is_lowercase), "{text}");
         let e = io::Error::other("Custom thing");
         assert_eq!(reason(&e), "custom thing");
     }
