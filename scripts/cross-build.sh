@@ -13,10 +13,11 @@
 #
 # Builds `--release --no-default-features`: the daemon, the clients and `sockopts`, without the
 # load generator. `--load` builds with the default features (load generator included) instead.
-# `--build-std` (musl targets; not for CI) uses a nightly toolchain to rebuild the standard
-# library with panic = "immediate-abort": no panic messages and no backtrace code, and a binary
-# of less than half the size. Its binaries go to TARGET_DIR/build-std/TRIPLE/release/. Nightly
-# flags change: this is what worked with nightly 2026-10-29.
+# `--build-std` (musl targets) builds the size-budget binary: a pinned nightly toolchain
+# (NIGHTLY, default nightly-2026-10-29) rebuilds the standard library without its backtrace
+# symbolizer (`-Z build-std-features=`: no gimli, addr2line, miniz, demangler), about 140 KiB
+# of the stable build's 576 KiB. Panics still print their message, without a backtrace. Its
+# binaries go to TARGET_DIR/build-std/TRIPLE/release/.
 # Installs what it needs (Rust targets, Debian packages) the first time. Linkers and rustflags
 # are in .cargo/config.toml, so a plain `cargo build --release --target TRIPLE` works as well.
 # Prints each binary's path, its size and `file` output, and fails unless it is statically linked
@@ -54,13 +55,14 @@ for arch in "${arches[@]}"; do
     echo "== $triple ${features[*]:-(default features)}"
     if [ "$build_std" -eq 1 ]; then
         [ "$arch" != armv7 ] || die "--build-std: musl targets only"
-        rustup toolchain list | grep -q '^nightly' ||
-            rustup toolchain install nightly --profile minimal -c rust-src >/dev/null 2>&1
-        rustup component add --toolchain nightly rust-src >/dev/null 2>&1
-        rustup target add --toolchain nightly "$triple" >/dev/null 2>&1
-        CARGO_TARGET_DIR="$TARGET_DIR/build-std" CARGO_PROFILE_RELEASE_PANIC=immediate-abort \
-            cargo +nightly build --quiet --release --target "$triple" "${features[@]}" \
-            -Z build-std=std,panic_abort -Z panic-immediate-abort
+        nightly=${NIGHTLY:-nightly-2026-10-29}
+        rustup toolchain list | grep -q "^$nightly" ||
+            rustup toolchain install "$nightly" --profile minimal -c rust-src >/dev/null 2>&1
+        rustup component add --toolchain "$nightly" rust-src >/dev/null 2>&1
+        rustup target add --toolchain "$nightly" "$triple" >/dev/null 2>&1
+        CARGO_TARGET_DIR="$TARGET_DIR/build-std" \
+            cargo "+$nightly" build --quiet --release --target "$triple" "${features[@]}" \
+            -Z build-std=std,panic_abort -Z build-std-features=
         bin="$TARGET_DIR/build-std/$triple/release/oneloop"
     else
         cargo build --quiet --release --target "$triple" "${features[@]}"

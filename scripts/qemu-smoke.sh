@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the static aarch64 and armv7 release binaries under qemu-user-static.
 #
-#   scripts/qemu-smoke.sh [aarch64] [armv7]        (both when none is given)
+#   scripts/qemu-smoke.sh [--build-std] [aarch64] [armv7]        (both when none is given)
+#
+# `--build-std` tests the size-budget builds (scripts/cross-build.sh --build-std; musl only).
 #
 # For each: builds it (scripts/cross-build.sh), starts
 #   qemu-ARCH-static oneloop --tcp count@127.0.0.1:0 --udp time@127.0.0.1:0
@@ -17,10 +19,17 @@
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-arches=("$@")
+arches=()
+build=()
+for arg in "$@"; do
+    case "$arg" in
+        --build-std) build=(--build-std) ;;
+        *) arches+=("$arg") ;;
+    esac
+done
 [ ${#arches[@]} -eq 0 ] && arches=(aarch64 armv7)
 need_apt qemu-user-static python3
-"$ROOT/scripts/cross-build.sh" "${arches[@]}" >/dev/null
+"$ROOT/scripts/cross-build.sh" "${arches[@]}" "${build[@]}" >/dev/null
 
 LOG=$(mktemp)
 DAEMON=
@@ -83,6 +92,7 @@ PY
 for arch in "${arches[@]}"; do
     triple=$(triple_of "$arch")
     bin=$(bin_of "$triple")
+    [ ${#build[@]} -gt 0 ] && bin="$TARGET_DIR/build-std/$triple/release/oneloop"
     case "$arch" in
         aarch64) qemu="qemu-aarch64-static" ;;
         armv7 | armv7-musl) qemu="qemu-arm-static" ;;
