@@ -17,61 +17,88 @@ pub const BATCH: usize = 16;
 /// Room for one datagram: any UDP payload fits.
 const SLOT: usize = 64 * 1024;
 
-/// Received datagrams and their senders.
+/// Received datagrams and their senders, with the kernel's message headers for both
+/// directions set up once: a call fills in only what changes.
+///
+/// The headers point into the other buffers, which are heap allocations that never grow or
+/// move, so the pointers stay valid wherever the struct itself goes.
 pub struct Datagrams {
     slots: Vec<u8>,
     senders: Vec<libc::sockaddr_storage>,
-    sender_lens: [libc::socklen_t; BATCH],
     lens: [usize; BATCH],
-    count: usize,
+    sender_lens: [libc::socklen_t; BATCH],
+    recv_iov: Vec<libc::iovec>,
+    recv_hdrs: Vec<libc::mmsghdr>,
+    send_iov: Vec<libc::iovec>,
+    send_hdrs: Vec<libc::mmsghdr>,
 }
+
+// SAFETY: the raw pointers in the headers point only into this struct's own heap buffers, so
+// moving the struct to another thread moves everything they point at with it.
+unsafe impl Send for Datagrams {}
 
 impl Default for Datagrams {
     fn default() -> Self {
-        Datagrams {
+        // SAFETY (all zeroed values here): sockaddr_storage, iovec and mmsghdr are plain C
+        // structs for which all zeroes is a valid, empty value.
+        let mut d = Datagrams {
             slots: vec![0; BATCH * SLOT],
-            // SAFETY: sockaddr_storage is plain data; all zeroes is a valid (empty) value.
             senders: vec![unsafe { mem::zeroed() }; BATCH],
-            sender_lens: [0; BATCH],
             lens: [0; BATCH],
-            count: 0,
+            sender_lens: [0; BATCH],
+            recv_iov: vec![unsafe { mem::zeroed() }; BATCH],
+            recv_hdrs: vec![unsafe { mem::zeroed() }; BATCH],
+            send_iov: vec![unsafe { mem::zeroed() }; BATCH],
+            send_hdrs: vec![unsafe { mem::zeroed() }; BATCH],
+        };
+        let base = d.slots.as_mut_ptr();
+        for i in 0..BATCH {
+            d.recv_iov[i] = libc::iovec {
+                // SAFETY: i * SLOT + SLOT <= slots.len(): each slot lies inside the buffer.
+                iov_base: unsafe { base.add(i * SLOT) }.cast(),
+                iov_len: SLOT,
+            };
+            let h = &mut d.recv_hdrs[i].msg_hdr;
+            h.msg_name = (&mut d.senders[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_iov = &mut d.recv_iov[i];
+            h.msg_iovlen = 1;
+            let h = &mut d.send_hdrs[i].msg_hdr;
+            h.msg_iov = &mut d.send_iov[i];
+            h.msg_iovlen = 1;
         }
+        d
     }
 }
 
-/// An answer to datagram `to` of the last batch.
+/// What goes back to the sender of datagram `to` of the last batch.
 #[derive(Clone, Copy, Debug)]
 pub struct Reply<'a> {
     pub to: usize,
-    pub payload: &'a [u8],
+    pub payload: Payload<'a>,
+}
+
+/// The bytes of a reply.
+#[derive(Clone, Copy, Debug)]
+pub enum Payload<'a> {
+    /// The datagram itself (an echo).
+    Same,
+    /// Other bytes.
+    Bytes(&'a [u8]),
 }
 
 impl Datagrams {
     /// Receives up to [`BATCH`] waiting datagrams without blocking; returns how many came.
     pub fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
-        self.count = 0;
-        // SAFETY: iovec and mmsghdr are plain C structs; zeroed is their empty value.
-        let mut iov: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
-        let base = self.slots.as_mut_ptr();
-        for i in 0..BATCH {
-            iov[i] = libc::iovec {
-                // SAFETY: i * SLOT + SLOT <= slots.len(): each slot lies inside the buffer.
-                iov_base: unsafe { base.add(i * SLOT) }.cast(),
-                iov_len: SLOT,
-            };
-            let h = &mut hdrs[i].msg_hdr;
-            h.msg_name = (&mut self.senders[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut iov[i];
-            h.msg_iovlen = 1;
+        for h in &mut self.recv_hdrs {
+            // The kernel writes the sender's length here; each call starts from the room.
+            h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         }
         // SAFETY: every header points at a live slot and sender buffer of the stated sizes,
         // which outlive the call; no timeout pointer.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
-                hdrs.as_mut_ptr(),
+                self.recv_hdrs.as_mut_ptr(),
                 BATCH as _,
                 libc::MSG_DONTWAIT as _,
                 std::ptr::null_mut(),
@@ -81,11 +108,10 @@ impl Datagrams {
             return Err(io::Error::last_os_error());
         }
         let n = n as usize;
-        for (i, hdr) in hdrs.iter().enumerate().take(n) {
+        for (i, hdr) in self.recv_hdrs.iter().enumerate().take(n) {
             self.lens[i] = hdr.msg_len as usize;
             self.sender_lens[i] = hdr.msg_hdr.msg_namelen;
         }
-        self.count = n;
         Ok(n)
     }
 
@@ -93,7 +119,6 @@ impl Datagrams {
     pub fn payload(&self, i: usize) -> &[u8] {
         &self.slots[i * SLOT..i * SLOT + self.lens[i].min(SLOT)]
     }
-
     /// The sender of datagram `i`, if its address is IPv4 or IPv6.
     pub fn sender(&self, i: usize) -> Option<SocketAddr> {
         let storage = &self.senders[i];
@@ -119,30 +144,35 @@ impl Datagrams {
 
     /// Sends each reply to the sender of its datagram without blocking; returns how many
     /// went (the rest found the send buffer full, and are lost as UDP may lose them).
-    pub fn send(&self, fd: RawFd, replies: &[Reply]) -> io::Result<usize> {
+    pub fn send(&mut self, fd: RawFd, replies: &[Reply]) -> io::Result<usize> {
         let k = replies.len().min(BATCH);
         if k == 0 {
             return Ok(0);
         }
-        // SAFETY: plain C structs; zeroed is their empty value.
-        let mut iov: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
         for (i, r) in replies.iter().take(k).enumerate() {
-            iov[i] = libc::iovec {
-                iov_base: r.payload.as_ptr() as *mut libc::c_void,
-                iov_len: r.payload.len(),
+            let (base, len) = match r.payload {
+                Payload::Same => {
+                    let echo = self.payload(r.to);
+                    (echo.as_ptr(), echo.len())
+                }
+                Payload::Bytes(bytes) => (bytes.as_ptr(), bytes.len()),
             };
-            let h = &mut hdrs[i].msg_hdr;
-            h.msg_name = (&self.senders[r.to] as *const libc::sockaddr_storage
-                as *mut libc::sockaddr_storage)
-                .cast();
+            self.send_iov[i].iov_base = base as *mut libc::c_void;
+            self.send_iov[i].iov_len = len;
+            let h = &mut self.send_hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.senders[r.to] as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = self.sender_lens[r.to];
-            h.msg_iov = &mut iov[i];
-            h.msg_iovlen = 1;
         }
-        // SAFETY: every header points at a payload and an address that outlive the call;
+        // SAFETY: the first k headers point at payloads and addresses that outlive the call;
         // the kernel only reads them.
-        let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), k as _, libc::MSG_DONTWAIT as _) };
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                self.send_hdrs.as_mut_ptr(),
+                k as _,
+                libc::MSG_DONTWAIT as _,
+            )
+        };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -185,11 +215,11 @@ mod tests {
         let replies = [
             Reply {
                 to: 1,
-                payload: d.payload(1),
+                payload: Payload::Same,
             },
             Reply {
                 to: 0,
-                payload: b"answer",
+                payload: Payload::Bytes(b"answer"),
             },
         ];
         assert_eq!(d.send(server.as_raw_fd(), &replies).unwrap(), 2);
