@@ -248,10 +248,9 @@ impl Sweep<'_> {
     }
 }
 
-/// oneloop's options in every run: room for the biggest scenario, and the listen backlog the
-/// tokio variants get (tokio's `TcpListener::bind` listens with a backlog of 1024, oneloop's
-/// default is 128).
-const ONELOOP_OPTIONS: [&str; 4] = ["--max-connections", "20000", "--backlog", "1024"];
+/// oneloop's options in every run: room for the biggest scenario. The listen backlog stays at
+/// its default, 128, the one std and tokio listeners use too.
+const ONELOOP_OPTIONS: [&str; 2] = ["--max-connections", "20000"];
 
 /// The command line of `design`'s server; `extra` arguments go to oneloop.
 fn server_argv(design: &str, extra: &[&str]) -> Vec<OsString> {
