@@ -135,7 +135,7 @@ fn frame(title: &str, y_label: &str, scale: &Scale) -> String {
     let _ = writeln!(
         svg,
         "<line x1=\"{LEFT}\" x2=\"{LEFT}\" y1=\"{TOP}\" y2=\"{}\" stroke=\"black\"/>\
-         <line x1=\"{LEFT}\" x2=\"{}\" y1=\"{1}\" y2=\"{1}\" stroke=\"black\"/>\
+         <line x1=\"{LEFT}\" x2=\"{}\" y1=\"{0}\" y2=\"{0}\" stroke=\"black\"/>\
          <text transform=\"translate(18 {}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
         HEIGHT - BOTTOM,
         WIDTH - RIGHT,
