@@ -26,36 +26,24 @@ need_apt python3
 "$ROOT/scripts/cross-build.sh" "$arch" >/dev/null
 bin=$(bin_of "$(triple_of "$arch")")
 
-LOG=$(mktemp)
-PID=
-cleanup() {
-    [ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null
-    rm -f "$LOG"
-}
-trap cleanup EXIT
-fail() {
-    say "FAIL: $*"
-    say "--- daemon log:"
-    cat "$LOG" >&2
-    exit 1
-}
+daemon_log
 
 # Not under a service manager: no READY/WATCHDOG messages (a watchdog would wake it up).
 env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u LISTEN_FDS -u LISTEN_PID \
     "$bin" --tcp count@127.0.0.1:0 --udp echo@127.0.0.1:0 2>"$LOG" &
-PID=$!
+DAEMON=$!
 
 deadline=$((SECONDS + 10))
 until [ "$(grep -c 'listening on' "$LOG")" -ge 2 ]; do
-    kill -0 "$PID" 2>/dev/null || fail "the daemon exited"
+    kill -0 "$DAEMON" 2>/dev/null || fail "the daemon exited"
     [ $SECONDS -ge $deadline ] && fail "no 'listening on' lines within 10 s"
     sleep 0.05
 done
 tcp=$(sed -n 's/.*listening on tcp 127\.0\.0\.1:\([0-9]*\) (count).*/\1/p' "$LOG")
 udp=$(sed -n 's/.*listening on udp 127\.0\.0\.1:\([0-9]*\) (echo).*/\1/p' "$LOG")
 
-state() { sed 's/.*) //' "/proc/$PID/stat" | cut -d' ' -f1; }
-field() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$PID/status"; }
+state() { sed 's/.*) //' "/proc/$DAEMON/stat" | cut -d' ' -f1; }
+field() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$DAEMON/status"; }
 switches() { echo $(($(field voluntary_ctxt_switches) + $(field nonvoluntary_ctxt_switches))); }
 
 # wait_asleep: until the daemon is in state S (interruptible sleep: blocked in epoll_wait).
@@ -80,7 +68,7 @@ idle_check() {
     [ $((after - before)) -eq 0 ] || fail "$1: $((after - before)) context switch(es) while idle"
 }
 
-echo "== $bin (pid $PID, threads $(field Threads))"
+echo "== $bin (pid $DAEMON, threads $(field Threads))"
 idle_check "idle after start"
 echo "RSS idle after start:            VmRSS $(field VmRSS) kB, VmHWM $(field VmHWM) kB"
 
@@ -104,11 +92,11 @@ echo "served one count exchange and one UDP echo"
 idle_check "idle after the exchanges"
 echo "RSS idle after the exchanges:    VmRSS $(field VmRSS) kB, VmHWM $(field VmHWM) kB"
 
-kill -TERM "$PID"
-wait_pid_exit "$PID" 10 || fail "still running 10 s after SIGTERM"
+kill -TERM "$DAEMON"
+wait_pid_exit "$DAEMON" 10 || fail "still running 10 s after SIGTERM"
 status=0
-wait "$PID" || status=$?
-PID=
+wait "$DAEMON" || status=$?
+DAEMON=
 [ "$status" -eq 0 ] || fail "exit status $status after SIGTERM"
 echo "SIGTERM: exit 0; $(grep -o 'connections served.*' "$LOG")"
 

@@ -74,3 +74,18 @@ wait_pid_exit() {
         sleep 0.1
     done
 }
+
+# daemon_log: a log file (LOG) for a daemon the script starts in the background (its pid goes
+# in DAEMON), removed, with the daemon killed, when the script exits; `fail MESSAGE...` reports
+# a failed step with that log.
+daemon_log() {
+    LOG=$(mktemp)
+    DAEMON=
+    trap 'if [ -n "$DAEMON" ]; then kill -KILL "$DAEMON" 2>/dev/null; fi; rm -f "$LOG"' EXIT
+}
+fail() {
+    say "FAIL: $*"
+    say "--- daemon log:"
+    cat "$LOG" >&2
+    exit 1
+}

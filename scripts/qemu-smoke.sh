@@ -31,20 +31,7 @@ done
 need_apt qemu-user-static python3
 "$ROOT/scripts/cross-build.sh" "${arches[@]}" "${build[@]}" >/dev/null
 
-LOG=$(mktemp)
-DAEMON=
-cleanup() {
-    [ -n "$DAEMON" ] && kill -KILL "$DAEMON" 2>/dev/null
-    rm -f "$LOG"
-}
-trap cleanup EXIT
-
-fail() {
-    say "FAIL ($1): $2"
-    say "--- daemon log:"
-    cat "$LOG" >&2
-    exit 1
-}
+daemon_log
 
 # count_exchange PORT: welcome, a line, the reply (python3, 10 s timeout).
 count_exchange() {
@@ -106,36 +93,36 @@ for arch in "${arches[@]}"; do
     DAEMON=$!
     deadline=$((SECONDS + 15))
     until [ "$(grep -c 'listening on' "$LOG")" -ge 2 ]; do
-        kill -0 "$DAEMON" 2>/dev/null || fail start "the daemon exited"
-        [ $SECONDS -ge $deadline ] && fail start "no two 'listening on' lines within 15 s"
+        kill -0 "$DAEMON" 2>/dev/null || fail start: "the daemon exited"
+        [ $SECONDS -ge $deadline ] && fail start: "no two 'listening on' lines within 15 s"
         sleep 0.1
     done
     tcp=$(sed -n 's/.*listening on tcp 127\.0\.0\.1:\([0-9]*\) (count).*/\1/p' "$LOG")
     udp=$(sed -n 's/.*listening on udp 127\.0\.0\.1:\([0-9]*\) (time).*/\1/p' "$LOG")
-    if [ -z "$tcp" ] || [ -z "$udp" ]; then fail start "cannot read the ports"; fi
+    if [ -z "$tcp" ] || [ -z "$udp" ]; then fail start: "cannot read the ports"; fi
     echo "  listening: tcp count $tcp, udp time $udp"
 
-    out=$(count_exchange "$tcp") || fail count "$out"
+    out=$(count_exchange "$tcp") || fail "count: $out"
     echo "  count (python3): $out"
-    out=$(time_exchange "$udp") || fail time "$out"
+    out=$(time_exchange "$udp") || fail "time: $out"
     echo "  time (python3): $out"
     out=$(timeout 20 "$qemu" "$bin" client count "127.0.0.1:$tcp" 'héllo' 2>&1) ||
-        fail "client count" "$out"
+        fail "client count: $out"
     echo "  client count: ${out##*: }"
-    out=$(timeout 20 "$qemu" "$bin" client time "127.0.0.1:$udp" 2>&1) || fail "client time" "$out"
+    out=$(timeout 20 "$qemu" "$bin" client time "127.0.0.1:$udp" 2>&1) || fail "client time: $out"
     echo "  client time: $out"
 
     kill -TERM "$DAEMON"
-    wait_pid_exit "$DAEMON" 15 || fail stop "still running 15 s after SIGTERM"
+    wait_pid_exit "$DAEMON" 15 || fail stop: "still running 15 s after SIGTERM"
     status=0
     wait "$DAEMON" || status=$?
     DAEMON=
-    [ "$status" -eq 0 ] || fail stop "exit status $status after SIGTERM"
-    summary=$(grep 'connections served' "$LOG") || fail stop "no summary line"
+    [ "$status" -eq 0 ] || fail stop: "exit status $status after SIGTERM"
+    summary=$(grep 'connections served' "$LOG") || fail stop: "no summary line"
     echo "  SIGTERM: exit 0; ${summary#INFO  }"
     case "$summary" in
         *"connections served 2, refused 0, timed out 0; datagrams answered 2, dropped 0"*) ;;
-        *) fail stop "unexpected summary" ;;
+        *) fail stop: "unexpected summary" ;;
     esac
 done
 echo "qemu smoke test passed: ${arches[*]}"

@@ -143,6 +143,21 @@ pub fn count_reply(addr: SocketAddr, line: &[u8]) -> String {
     String::from_utf8(read_to_end(&mut s)).unwrap()
 }
 
+/// Checks a time service's reply: exactly 4 bytes, within 5 s of the clock in `epoch`.
+pub fn assert_time_is_now(reply: Vec<u8>, epoch: oneloop::config::Epoch) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let want = match epoch {
+        oneloop::config::Epoch::Unix => now,
+        oneloop::config::Epoch::Rfc868 => now + 2_208_988_800,
+    } as u32;
+    let bytes: [u8; 4] = reply.try_into().expect("a 4-byte reply");
+    let value = u32::from_be_bytes(bytes);
+    assert!(want.wrapping_sub(value) <= 5, "{value} vs {want}");
+}
+
 /// A UDP socket on loopback matching `to`'s family, with a bounded read timeout.
 pub fn udp_client(to: SocketAddr) -> UdpSocket {
     let local = if to.is_ipv4() {
