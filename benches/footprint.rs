@@ -47,6 +47,9 @@ fn main() {
             });
         }
     }
+    for clients in [1, 16] {
+        segments(exchanges, clients);
+    }
     let what = "answered UDP echo datagram (8 clients at once)";
     syscalls(what, exchanges * 4, 8, |t| udp_exchanges(t.udp));
 }
@@ -216,16 +219,13 @@ fn udp_exchanges(to: SocketAddr) {
     panic!("no UDP echo from {to}");
 }
 
-/// Calls per system call of a daemon run under strace while `clients` threads do `n`
-/// exchanges in all.
-fn strace_counts(
+/// `n` exchanges with `d` in all, from `clients` threads at once.
+fn run_clients(
+    d: &Daemon,
     n: usize,
     clients: usize,
     exchange: impl Fn(&Target) + Copy + Send + 'static,
-) -> Option<BTreeMap<String, u64>> {
-    let out = std::env::temp_dir().join(format!("oneloop-strace-{}-{n}", std::process::id()));
-    let out_arg = out.to_str()?.to_string();
-    let d = Daemon::start(&["strace", "-c", "-f", "-o", &out_arg]);
+) {
     let (tcp, udp) = (d.tcp, d.udp);
     let threads: Vec<_> = (0..clients)
         .map(|c| {
@@ -239,6 +239,48 @@ fn strace_counts(
     for t in threads {
         t.join().expect("client thread");
     }
+}
+
+/// The kernel's count of TCP segments sent (`Tcp: OutSegs` in /proc/net/snmp), by every
+/// socket on the machine; on loopback both ends of a connection count.
+fn tcp_out_segments() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next()?, tcp.next()?);
+    let at = names.split_whitespace().position(|n| n == "OutSegs")?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
+/// Prints the TCP segments, both directions, that a count connection costs (the client
+/// half-closes after its line): SYN, SYN-ACK, ACK, the welcome, the line and the FIN, the
+/// reply and the FIN, and whatever acknowledgements are not carried by data. Other traffic
+/// on the machine during the run counts too, so the figure is for a quiet machine.
+fn segments(n: usize, clients: usize) {
+    let d = Daemon::start(&[]);
+    let before = tcp_out_segments();
+    run_clients(&d, n, clients, |t| exchange(t.tcp, true));
+    let after = tcp_out_segments();
+    d.stop();
+    match before.zip(after) {
+        Some((before, after)) => println!(
+            "TCP segments per count connection ({clients} at once, {n} exchanges): {:.2}",
+            after.saturating_sub(before) as f64 / n as f64
+        ),
+        None => println!("TCP segments per count connection: skipped (no /proc/net/snmp)"),
+    }
+}
+
+/// Calls per system call of a daemon run under strace while `clients` threads do `n`
+/// exchanges in all.
+fn strace_counts(
+    n: usize,
+    clients: usize,
+    exchange: impl Fn(&Target) + Copy + Send + 'static,
+) -> Option<BTreeMap<String, u64>> {
+    let out = std::env::temp_dir().join(format!("oneloop-strace-{}-{n}", std::process::id()));
+    let out_arg = out.to_str()?.to_string();
+    let d = Daemon::start(&["strace", "-c", "-f", "-o", &out_arg]);
+    run_clients(&d, n, clients, exchange);
     d.stop();
     let text = std::fs::read_to_string(&out).ok()?;
     let _ = std::fs::remove_file(&out);

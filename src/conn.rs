@@ -26,6 +26,7 @@ use std::time::Duration;
 use log::trace;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use socket2::SockRef;
 
 use crate::deadline::{after, Deadline, Millis};
 use crate::logbytes::Escaped;
@@ -268,6 +269,9 @@ impl Conn {
             self.unsent.extend_from_slice(out);
             out.clear();
         }
+        // The session's last words: the FIN (shutdown or close) follows at once, and MSG_MORE
+        // lets it ride in the same segment as the words instead of a segment of its own.
+        let last_words = self.session.is_finished() && self.phase == Phase::Serving;
         let direct = self.unsent.is_empty();
         let pending: &[u8] = if direct { out } else { &self.unsent };
         let mut sent = 0;
@@ -275,7 +279,7 @@ impl Conn {
             if sent == pending.len() {
                 break Ok(true);
             }
-            match self.stream.write(&pending[sent..]) {
+            match write_part(&self.stream, &pending[sent..], last_words) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
@@ -311,6 +315,16 @@ impl Conn {
                 self.session.state_name()
             );
         }
+    }
+}
+
+/// One write of `buf`. With `more`, the kernel may hold the bytes back for what follows (here
+/// the FIN, which the caller sends at once), so both leave in one segment.
+fn write_part(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
+    if more {
+        SockRef::from(stream).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+    } else {
+        (&*stream).write(buf)
     }
 }
 
