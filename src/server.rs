@@ -49,6 +49,13 @@ const READ_BUF: usize = 64 * 1024;
 /// connection closes first.
 const ACCEPT_RETRY: Duration = Duration::from_secs(1);
 
+/// A long batch of events, and the closing of the connections it finished, stop for an accept
+/// pass every this many events or closes. Connections that arrive meanwhile wait in the listen
+/// backlog (128 by default); a batch of hundreds of ready connections takes milliseconds, long
+/// enough for a busy client to fill the backlog, and each connection the kernel then drops
+/// waits a second for its SYN to be sent again.
+const ACCEPT_EVERY: usize = 32;
+
 /// Why `Server::bind` failed.
 #[derive(Debug)]
 pub enum BindError {
@@ -325,7 +332,10 @@ impl Server {
                 Err(e) => return Err(e),
             }
             let now = self.clock.now();
-            for event in events.iter() {
+            for (i, event) in events.iter().enumerate() {
+                if i > 0 && i % ACCEPT_EVERY == 0 {
+                    self.accept_on_every_listener(now);
+                }
                 trace!(
                     "event {:?}: readable {} writable {} read closed {} write closed {} error {}",
                     event.token(),
@@ -474,7 +484,13 @@ impl Server {
     fn resume_accepting(&mut self, now: Millis) {
         if self.accept_paused_until.take().is_some() {
             trace!("trying to accept again");
-            for source in 0..self.sources.len() {
+            self.accept_on_every_listener(now);
+        }
+    }
+
+    fn accept_on_every_listener(&mut self, now: Millis) {
+        for source in 0..self.sources.len() {
+            if matches!(self.sources[source], Source::Listener(_)) {
                 self.accept_until_would_block(source, now);
             }
         }
@@ -595,14 +611,20 @@ impl Server {
         if self.closed.is_empty() {
             return;
         }
-        for key in self.closed.drain(..) {
-            // Dropping the connection closes its socket.
+        let now = self.clock.now();
+        let mut removed = 0;
+        while let Some(key) = self.closed.pop() {
+            // Dropping the connection closes its socket, which sends whatever the kernel
+            // still holds for it: each close can cost as much as serving a request.
             self.conns.try_remove(key);
+            removed += 1;
+            if removed % ACCEPT_EVERY == 0 {
+                self.accept_on_every_listener(now);
+            }
         }
         if self.conns.is_empty() {
             self.timers.clear();
         }
-        let now = self.clock.now();
         self.resume_accepting(now);
     }
 
