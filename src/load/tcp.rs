@@ -15,7 +15,7 @@
 //! the batch can reach a new connection that reused its key. Dropping the socket closes it,
 //! which also takes it out of the poll.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 
@@ -23,7 +23,7 @@ use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use slab::Slab;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::count::{CountClient, CountState, Exchange};
 use super::engine::{Cx, Workload};
@@ -46,6 +46,8 @@ struct Conn {
     since: Micros,
     /// Its deadline (`NEVER` while held).
     due: Micros,
+    /// The poll reported the server's EOF (data before it may still wait to be read).
+    peer_fin: bool,
 }
 
 /// Round robin over the source addresses `127.0.0.1 ..= 127.0.0.N`.
@@ -174,6 +176,7 @@ impl TcpLoad {
             client: CountClient::default(),
             since,
             due,
+            peer_fin: false,
         });
         Ok(())
     }
@@ -284,7 +287,10 @@ impl Workload for TcpLoad {
         }
         let was_opening = conn.client.is_opening();
         if conn.client.state() == CountState::Connecting {
-            check_connected(conn, cx.tally);
+            check_connected(conn, event, cx.tally);
+        }
+        if event.is_read_closed() {
+            conn.peer_fin = true;
         }
         pump(conn, cx, &self.exchange, holds);
         self.settle(key, was_opening, cx);
@@ -390,9 +396,15 @@ fn bind_address_no_port(socket: &Socket) -> io::Result<()> {
     }
 }
 
-/// The first event of a connecting socket: the handshake completed or failed (the pending
-/// error says which; `NotConnected` from `peer_addr` means the event came early).
-fn check_connected(conn: &mut Conn, tally: &mut Tally) {
+/// The first event of a connecting socket: the handshake completed or failed. A plain
+/// writable event means connected; anything else is asked of the socket (the pending error
+/// says which; `NotConnected` from `peer_addr` means the event came early).
+fn check_connected(conn: &mut Conn, event: &Event, tally: &mut Tally) {
+    if event.is_writable() && !event.is_error() && !event.is_write_closed() {
+        tally.reached();
+        conn.client.on_connected();
+        return;
+    }
     let outcome = conn
         .stream
         .take_error()
@@ -416,7 +428,12 @@ fn pump(conn: &mut Conn, cx: &mut Cx<'_>, exchange: &Exchange, holds: bool) {
         match conn.client.state() {
             CountState::Connecting | CountState::Done | CountState::Failed(_) => return,
             CountState::Welcomed if !holds => conn.client.release(),
-            CountState::SendingLine => match conn.stream.write(conn.client.unsent(exchange)) {
+            // The half-close follows the line at once; MSG_MORE lets the FIN ride in the
+            // line's segment.
+            CountState::SendingLine => match SockRef::from(&conn.stream).send_with_flags(
+                conn.client.unsent(exchange),
+                libc::MSG_MORE | libc::MSG_NOSIGNAL,
+            ) {
                 Ok(0) => fail(conn, &io::ErrorKind::WriteZero.into(), cx.tally),
                 Ok(n) => {
                     if conn.client.on_sent(n, exchange) {
@@ -432,7 +449,14 @@ fn pump(conn: &mut Conn, cx: &mut Cx<'_>, exchange: &Exchange, holds: bool) {
             // Reading the welcome or the reply, or listening for trouble while held.
             _ => match conn.stream.read(cx.buf) {
                 Ok(0) => conn.client.on_eof(exchange),
-                Ok(n) => conn.client.on_data(&cx.buf[..n], exchange),
+                Ok(n) => {
+                    conn.client.on_data(&cx.buf[..n], exchange);
+                    // The poll reported the server's EOF before this read, and the read came
+                    // back short: it took everything before that EOF.
+                    if conn.peer_fin && n < cx.buf.len() && !conn.client.is_finished() {
+                        conn.client.on_eof(exchange);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => fail(conn, &e, cx.tally),
