@@ -146,15 +146,18 @@ struct Layout {
 
 fn layout(scenario: &str) -> Layout {
     let latency = [("p50 µs", "p50_us", 0), ("p99 µs", "p99_us", 0)];
-    let cpu = [
-        ("errors", "errors", 0),
-        ("server CPU %", "server_cpu_pct", 0),
-        ("load CPU %", "load_cpu_pct", 0),
-        ("user µs/req", "user_us_per_req", 1),
-        ("sys µs/req", "sys_us_per_req", 1),
-    ];
+    // A datagram costs a tenth of a connection: its CPU figures get one more decimal.
+    let cpu = |decimals| {
+        [
+            ("errors", "errors", 0),
+            ("server CPU %", "server_cpu_pct", 0),
+            ("load CPU %", "load_cpu_pct", 0),
+            ("user µs/req", "user_us_per_req", decimals),
+            ("sys µs/req", "sys_us_per_req", decimals),
+        ]
+    };
     let rate = ("req/s", "rate_per_s", 0);
-    let requests = [&[rate][..], &latency, &cpu].concat();
+    let requests = [&[rate][..], &latency, &cpu(1)].concat();
     let rate_chart = ("rate_per_s", "completed requests per second", false);
     match scenario {
         "concurrency" => Layout {
@@ -190,7 +193,7 @@ fn layout(scenario: &str) -> Layout {
             columns: [
                 &[("replies/s", "rate_per_s", 0), ("lost", "lost", 0)][..],
                 &latency,
-                &cpu,
+                &cpu(2),
             ]
             .concat(),
             ratio: "rate_per_s",
