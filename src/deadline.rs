@@ -38,6 +38,25 @@ impl Clock {
     }
 }
 
+/// The time of one pass of the loop, read from the clock the first time something asks for
+/// it: a pass that only moves datagrams (which have no deadlines) never reads the clock.
+#[derive(Debug)]
+pub struct PassTime {
+    clock: Clock,
+    read: Option<Millis>,
+}
+
+impl PassTime {
+    pub fn new(clock: Clock) -> PassTime {
+        PassTime { clock, read: None }
+    }
+
+    /// The pass's time: the same value every time it is asked for within the pass.
+    pub fn get(&mut self) -> Millis {
+        *self.read.get_or_insert_with(|| self.clock.now())
+    }
+}
+
 /// `now + span`, in milliseconds, rounded up so a deadline is never early.
 pub fn after(now: Millis, span: Duration) -> Millis {
     let ms = span.as_nanos().div_ceil(1_000_000);

@@ -31,7 +31,7 @@ use slab::Slab;
 
 use crate::config::{Config, Instance, Transport};
 use crate::conn::{Conn, Cx, Phase, Status};
-use crate::deadline::{after, Clock, Fire, Millis, Timers};
+use crate::deadline::{after, Clock, Fire, Millis, PassTime, Timers};
 use crate::mmsg::Datagrams;
 use crate::session::{display_peer, Session, Settings};
 use crate::sockets;
@@ -331,10 +331,10 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            let now = self.clock.now();
+            let mut pass = PassTime::new(self.clock);
             for (i, event) in events.iter().enumerate() {
                 if i > 0 && i % ACCEPT_EVERY == 0 {
-                    self.accept_on_every_listener(now);
+                    self.accept_on_every_listener(pass.get());
                 }
                 trace!(
                     "event {:?}: readable {} writable {} read closed {} write closed {} error {}",
@@ -345,17 +345,20 @@ impl Server {
                     event.is_write_closed(),
                     event.is_error()
                 );
-                self.dispatch(event, now);
+                self.dispatch(event, &mut pass);
             }
             for key in std::mem::take(&mut self.again) {
-                self.pump(key, now);
+                self.pump(key, pass.get());
             }
             for source in std::mem::take(&mut self.udp_again) {
                 self.serve_datagrams(source);
             }
-            self.expire_deadlines(now);
+            if self.next_due().is_some() {
+                let now = pass.get();
+                self.expire_deadlines(now);
+                self.feed_watchdog(now);
+            }
             self.remove_closed();
-            self.feed_watchdog(now);
             if self.stop_requests >= 2 {
                 info!("stopping at once");
                 break;
@@ -364,8 +367,8 @@ impl Server {
                 if self.conns.is_empty() {
                     break;
                 }
-                if now >= until {
-                    self.end_grace(now);
+                if pass.get() >= until {
+                    self.end_grace(pass.get());
                     break;
                 }
             }
@@ -374,12 +377,12 @@ impl Server {
         Ok(self.summary)
     }
 
-    fn dispatch(&mut self, event: &mio::event::Event, now: Millis) {
+    fn dispatch(&mut self, event: &mio::event::Event, pass: &mut PassTime) {
         match event.token() {
             WAKER => {
                 let requests = self.shutdown.requests.load(Ordering::SeqCst);
                 for _ in self.handled_requests..requests {
-                    self.request_stop("shutdown requested", now);
+                    self.request_stop("shutdown requested", pass.get());
                 }
                 self.handled_requests = requests;
             }
@@ -393,13 +396,13 @@ impl Server {
                         signal_hook::consts::SIGINT => "SIGINT",
                         _ => "SIGTERM",
                     };
-                    self.request_stop(name, now);
+                    self.request_stop(name, pass.get());
                 }
             }
             Token(t) if t < self.first_conn() => {
                 let source = t - FIRST_SOURCE;
                 match self.sources.get(source) {
-                    Some(Source::Listener(_)) => self.accept_until_would_block(source, now),
+                    Some(Source::Listener(_)) => self.accept_until_would_block(source, pass.get()),
                     Some(Source::Udp(_)) => self.serve_datagrams(source),
                     _ => {}
                 }
@@ -411,7 +414,7 @@ impl Server {
                         conn.on_peer_fin();
                     }
                 }
-                self.pump(key, now);
+                self.pump(key, pass.get());
             }
         }
     }
@@ -689,12 +692,10 @@ impl Server {
         }
     }
 
-    /// How long the loop may sleep: until the nearest deadline, or for ever.
-    fn poll_timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() || !self.udp_again.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        let nearest = [
+    /// The nearest time at which the loop has something to do without an event: a
+    /// connection's deadline, the end of the grace period, accepting again, or the watchdog.
+    fn next_due(&self) -> Option<Millis> {
+        [
             self.timers.next(),
             self.drain_until,
             self.accept_paused_until,
@@ -702,7 +703,15 @@ impl Server {
         ]
         .into_iter()
         .flatten()
-        .min()?;
+        .min()
+    }
+
+    /// How long the loop may sleep: until the nearest deadline, or for ever.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.again.is_empty() || !self.udp_again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let nearest = self.next_due()?;
         let now = self.clock.now();
         Some(Duration::from_millis(nearest.saturating_sub(now)))
     }
