@@ -70,13 +70,6 @@ impl Default for Datagrams {
     }
 }
 
-/// What goes back to the sender of datagram `to` of the last batch.
-#[derive(Clone, Copy, Debug)]
-pub struct Reply<'a> {
-    pub to: usize,
-    pub payload: Payload<'a>,
-}
-
 /// The bytes of a reply.
 #[derive(Clone, Copy, Debug)]
 pub enum Payload<'a> {
@@ -142,29 +135,38 @@ impl Datagrams {
         }
     }
 
-    /// Sends each reply to the sender of its datagram without blocking; returns how many
-    /// went (the rest found the send buffer full, and are lost as UDP may lose them).
-    pub fn send(&mut self, fd: RawFd, replies: &[Reply]) -> io::Result<usize> {
-        let k = replies.len().min(BATCH);
-        if k == 0 {
-            return Ok(0);
-        }
-        for (i, r) in replies.iter().take(k).enumerate() {
-            let (base, len) = match r.payload {
-                Payload::Same => {
-                    let echo = self.payload(r.to);
-                    (echo.as_ptr(), echo.len())
-                }
+    /// Answers the last batch: `decide` is shown each datagram with its sender and says what
+    /// goes back to that sender, if anything. The answers leave in one call, without blocking.
+    /// Returns how many answers there were and how many went (the rest found the send buffer
+    /// full, and are lost as UDP may lose them).
+    pub fn answer<'a>(
+        &mut self,
+        fd: RawFd,
+        received: usize,
+        mut decide: impl FnMut(&[u8], Option<SocketAddr>) -> Option<Payload<'a>>,
+    ) -> (usize, io::Result<usize>) {
+        let mut k = 0;
+        for i in 0..received.min(BATCH) {
+            let datagram = self.payload(i);
+            let Some(payload) = decide(datagram, self.sender(i)) else {
+                continue;
+            };
+            let (base, len) = match payload {
+                Payload::Same => (datagram.as_ptr(), datagram.len()),
                 Payload::Bytes(bytes) => (bytes.as_ptr(), bytes.len()),
             };
-            self.send_iov[i].iov_base = base as *mut libc::c_void;
-            self.send_iov[i].iov_len = len;
-            let h = &mut self.send_hdrs[i].msg_hdr;
-            h.msg_name = (&mut self.senders[r.to] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = self.sender_lens[r.to];
+            self.send_iov[k].iov_base = base as *mut libc::c_void;
+            self.send_iov[k].iov_len = len;
+            let h = &mut self.send_hdrs[k].msg_hdr;
+            h.msg_name = (&mut self.senders[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = self.sender_lens[i];
+            k += 1;
         }
-        // SAFETY: the first k headers point at payloads and addresses that outlive the call;
-        // the kernel only reads them.
+        if k == 0 {
+            return (0, Ok(0));
+        }
+        // SAFETY: the first k headers point at payloads (in the slots, or borrowed for 'a,
+        // which outlives this call) and at senders' addresses; the kernel only reads them.
         let n = unsafe {
             libc::sendmmsg(
                 fd,
@@ -174,9 +176,9 @@ impl Datagrams {
             )
         };
         if n < 0 {
-            return Err(io::Error::last_os_error());
+            return (k, Err(io::Error::last_os_error()));
         }
-        Ok(n as usize)
+        (k, Ok(n as usize))
     }
 }
 
@@ -212,17 +214,18 @@ mod tests {
         a.send_to(b"again", to).unwrap();
         b.send_to(b"more", to).unwrap();
         assert_eq!(d.receive(server.as_raw_fd()).unwrap(), 2);
-        let replies = [
-            Reply {
-                to: 1,
-                payload: Payload::Same,
-            },
-            Reply {
-                to: 0,
-                payload: Payload::Bytes(b"answer"),
-            },
-        ];
-        assert_eq!(d.send(server.as_raw_fd(), &replies).unwrap(), 2);
+        let mut shown = Vec::new();
+        let (k, sent) = d.answer(server.as_raw_fd(), 2, |datagram, from| {
+            shown.push((datagram.to_vec(), from));
+            if datagram == b"again" {
+                Some(Payload::Bytes(b"answer"))
+            } else {
+                Some(Payload::Same)
+            }
+        });
+        assert_eq!((k, sent.unwrap()), (2, 2));
+        let (a_at, b_at) = (Some(a.local_addr().unwrap()), Some(b.local_addr().unwrap()));
+        assert_eq!(shown, [(b"again".to_vec(), a_at), (b"more".to_vec(), b_at)]);
         let mut buf = [0u8; 16];
         for (sock, want) in [(&a, &b"answer"[..]), (&b, &b"more"[..])] {
             sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -20,11 +20,8 @@ use log::{debug, info, trace};
 
 use crate::config::{Epoch, Instance, Service};
 use crate::logbytes::Escaped;
-use crate::mmsg::{Datagrams, Payload, Reply, BATCH};
+use crate::mmsg::{Datagrams, Payload, BATCH};
 use crate::session::time_value;
-
-/// Ports of services that answer whatever they receive: echo, discard, daytime, chargen, time.
-pub const REFLECTING_PORTS: [u16; 5] = [7, 9, 13, 19, 37];
 
 /// Why a datagram from `src` must not be answered, or `None` when it may be.
 /// `own_ports` are the ports of this daemon's UDP services.
@@ -33,7 +30,8 @@ pub fn reflection_risk(src: SocketAddr, own_ports: &[u16]) -> Option<&'static st
     if port == 0 {
         return Some("source port 0");
     }
-    if REFLECTING_PORTS.contains(&port) {
+    // Services that answer whatever they receive: echo, discard, daytime, chargen, time.
+    if matches!(port, 7 | 9 | 13 | 19 | 37) {
         return Some("source port of a reflecting service");
     }
     if own_ports.contains(&port) {
@@ -122,16 +120,10 @@ pub fn serve(
             Service::Time => time_value(SystemTime::now(), epoch).to_be_bytes(),
             _ => [0; 4],
         };
-        let mut replies = [Reply {
-            to: 0,
-            payload: Payload::Same,
-        }; BATCH];
-        let mut k = 0;
-        for i in 0..n {
-            let datagram = batch.payload(i);
-            let Some(src) = batch.sender(i) else {
+        let (k, sent) = batch.answer(fd, n, |datagram, src| {
+            let Some(src) = src else {
                 tally.dropped += 1;
-                continue;
+                return None;
             };
             trace!(
                 "{instance}: {} bytes from {src}: {}",
@@ -141,22 +133,20 @@ pub fn serve(
             if let Some(why) = reflection_risk(src, own_ports) {
                 drops.log(src, why, instance);
                 tally.dropped += 1;
-            } else if let Some(payload) = reply(instance.service, datagram, &time) {
-                replies[k] = Reply { to: i, payload };
-                k += 1;
-            } else {
+                return None;
+            }
+            let payload = reply(instance.service, datagram, &time);
+            if payload.is_none() {
                 debug!("{instance}: empty datagram from {src}: no reply");
                 tally.dropped += 1;
             }
-        }
-        let sent = match batch.send(fd, &replies[..k]) {
-            Ok(sent) => sent,
-            Err(e) => {
-                // A full send buffer or an unreachable sender: UDP may lose a reply.
-                debug!("{instance}: replies not sent: {e}");
-                0
-            }
-        };
+            payload
+        });
+        let sent = sent.unwrap_or_else(|e| {
+            // A full send buffer or an unreachable sender: UDP may lose a reply.
+            debug!("{instance}: replies not sent: {e}");
+            0
+        });
         tally.answered += sent as u64;
         tally.dropped += (k - sent) as u64;
         if n < BATCH {
