@@ -48,6 +48,9 @@ struct Conn {
     due: Micros,
     /// The poll reported the server's EOF (data before it may still wait to be read).
     peer_fin: bool,
+    /// Bytes (or an EOF, or an error) may wait to be read: the poll said so since the last
+    /// read that came back short. Reading without it would only find `WouldBlock`.
+    readable: bool,
 }
 
 /// Round robin over the source addresses `127.0.0.1 ..= 127.0.0.N`.
@@ -177,6 +180,7 @@ impl TcpLoad {
             since,
             due,
             peer_fin: false,
+            readable: false,
         });
         Ok(())
     }
@@ -291,6 +295,9 @@ impl Workload for TcpLoad {
         }
         if event.is_read_closed() {
             conn.peer_fin = true;
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            conn.readable = true;
         }
         pump(conn, cx, &self.exchange, holds);
         self.settle(key, was_opening, cx);
@@ -446,10 +453,14 @@ fn pump(conn: &mut Conn, cx: &mut Cx<'_>, exchange: &Exchange, holds: bool) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => fail(conn, &e, cx.tally),
             },
-            // Reading the welcome or the reply, or listening for trouble while held.
+            // Reading the welcome or the reply, or listening for trouble while held. The
+            // poll is edge-triggered: after a short read, whatever comes next raises a new
+            // readable event, so there is no read that would only find `WouldBlock`.
+            _ if !conn.readable => return,
             _ => match conn.stream.read(cx.buf) {
                 Ok(0) => conn.client.on_eof(exchange),
                 Ok(n) => {
+                    conn.readable = n == cx.buf.len();
                     conn.client.on_data(&cx.buf[..n], exchange);
                     // The poll reported the server's EOF before this read, and the read came
                     // back short: it took everything before that EOF.
@@ -457,7 +468,10 @@ fn pump(conn: &mut Conn, cx: &mut Cx<'_>, exchange: &Exchange, holds: bool) {
                         conn.client.on_eof(exchange);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.readable = false;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => fail(conn, &e, cx.tally),
             },
