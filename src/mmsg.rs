@@ -1,6 +1,7 @@
 //! Batched datagram I/O: one `recvmmsg` takes up to [`BATCH`] datagrams and one `sendmmsg`
 //! answers them, so a busy UDP service makes far fewer system calls than one
-//! `recvfrom`/`sendto` pair per datagram. All the unsafe code of the UDP path is here.
+//! `recvfrom`/`sendto` pair per datagram. `oneloop load` receives its UDP replies the same
+//! way. All the unsafe code of the UDP path is here.
 //!
 //! Each datagram has its own 64 KiB slot, so the largest one (65,507 bytes over IPv4) arrives
 //! whole. The slots are one zeroed allocation that the system maps lazily: a slot costs
@@ -31,6 +32,12 @@ pub struct Datagrams {
     recv_hdrs: Vec<libc::mmsghdr>,
     send_iov: Vec<libc::iovec>,
     send_hdrs: Vec<libc::mmsghdr>,
+}
+
+impl std::fmt::Debug for Datagrams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datagrams").finish_non_exhaustive()
+    }
 }
 
 // SAFETY: the raw pointers in the headers point only into this struct's own heap buffers, so

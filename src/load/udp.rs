@@ -16,6 +16,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 
 use mio::event::Event;
 use mio::net::UdpSocket;
@@ -24,6 +25,7 @@ use mio::{Interest, Registry, Token};
 use super::engine::{Cx, Workload};
 use super::report::Failure;
 use super::time::{Expiry, Micros, NEVER};
+use crate::mmsg::{Datagrams, BATCH};
 
 /// What a request is and which replies are right.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +92,8 @@ pub struct UdpLoad {
     /// Probes `Waiting` or `Blocked`.
     busy: usize,
     expiry: Expiry,
+    /// Where replies are received, a batch at a time.
+    received: Box<Datagrams>,
 }
 
 impl UdpLoad {
@@ -121,6 +125,7 @@ impl UdpLoad {
             ready: (0..sockets).collect(),
             busy: 0,
             expiry: Expiry::default(),
+            received: Box::default(),
         })
     }
 
@@ -161,22 +166,30 @@ impl UdpLoad {
         self.ready.push(i);
     }
 
-    /// Reads every datagram waiting on probe `i`.
+    /// Reads every datagram waiting on probe `i`. One `recvmmsg` takes them all; when it
+    /// brings fewer than a full batch the queue is empty, and the next datagram raises a new
+    /// event, so no read is made only to find `WouldBlock`.
     fn receive(&mut self, i: usize, cx: &mut Cx<'_>) {
         loop {
-            let probe = &mut self.probes[i];
-            let waiting = probe.state == ProbeState::Waiting;
-            match probe.socket.recv(cx.buf) {
+            let fd = self.probes[i].socket.as_raw_fd();
+            match self.received.receive(fd) {
                 Ok(n) => {
-                    cx.tally.reached();
-                    // A datagram with no request out (a duplicate) is ignored.
-                    if waiting {
-                        if self.check.accepts(&cx.buf[..n]) {
-                            cx.tally.success(cx.now.saturating_sub(probe.sent_at));
+                    for k in 0..n {
+                        cx.tally.reached();
+                        // A datagram with no request out (a duplicate) is ignored.
+                        if self.probes[i].state != ProbeState::Waiting {
+                            continue;
+                        }
+                        if self.check.accepts(self.received.payload(k)) {
+                            let sent_at = self.probes[i].sent_at;
+                            cx.tally.success(cx.now.saturating_sub(sent_at));
                         } else {
                             cx.tally.failure(Failure::BadReply);
                         }
                         self.finish(i);
+                    }
+                    if n < BATCH {
+                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -184,7 +197,7 @@ impl UdpLoad {
                 Err(e) => {
                     // An ICMP error for the request out (refused, unreachable). Reading it
                     // cleared it, but stop here in case the socket keeps failing.
-                    if waiting {
+                    if self.probes[i].state == ProbeState::Waiting {
                         let failure = cx.tally.classify(&e);
                         cx.tally.failure(failure);
                         self.finish(i);
