@@ -26,6 +26,8 @@ Limits:
       --idle-timeout SECS     count request deadline from accept;
                               echo/ack inactivity limit                [30]
       --max-connections N     TCP connections held at once             [10000]
+      --max-refusals N        busy refusals lingering at once; past it
+                              a refusal closes silently                [64]
       --max-output BYTES      largest read, so unsent output per
                               connection (echo/ack backpressure)       [65536]
       --linger SECS           how long unread input is drained after
@@ -147,6 +149,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "--max-line" => config.max_line = number(&flag, &value()?)?,
             "--idle-timeout" => config.idle_timeout = seconds(&flag, &value()?)?,
             "--max-connections" => config.max_connections = number(&flag, &value()?)?,
+            "--max-refusals" => config.max_refusals = number(&flag, &value()?)?,
             "--max-output" => config.max_output = number(&flag, &value()?)?,
             "--linger" => config.linger = seconds(&flag, &value()?)?,
             "--shutdown-grace" => config.shutdown_grace = seconds(&flag, &value()?)?,

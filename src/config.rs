@@ -213,6 +213,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// TCP connections held at once, lingering ones included (`--max-connections`).
     pub max_connections: usize,
+    /// Busy refusals that may linger at once (`--max-refusals`); past it a connection over
+    /// `max_connections` is closed at once, without the busy message.
+    pub max_refusals: usize,
     /// Bytes of unsent output an `echo`/`ack` connection may hold before the daemon stops
     /// reading from it (`--max-output`).
     pub max_output: usize,
@@ -245,6 +248,7 @@ impl Default for Config {
             max_line: 4096,
             idle_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            max_refusals: 64,
             max_output: 64 * 1024,
             linger: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(5),
