@@ -5,9 +5,14 @@
 //! The life of a connection:
 //! ```text
 //!   Serving ── session finished, output sent ──► shutdown(Write) ──► Lingering ── EOF ──► closed
-//!      │                                                                  │
-//!      └── client had already sent EOF: close at once ──► closed          └─ linger deadline ──► closed
+//!      │  │                                          ▲                    │
+//!      │  └─ deadline: count's message ──► TimedOut ─┘ (message sent)     └─ linger deadline ──► closed
+//!      │                                      └─ linger deadline, message unsent ──► closed
+//!      ├── deadline: echo/ack, or last words still unsent ──► closed (unsent output dropped)
+//!      └── client had already sent EOF: close at once ──► closed
 //! ```
+//! Every deadline moves the connection on: out of `Serving` for good, or closed. So a client
+//! that stops reading cannot hold its slot, and one connection times out at most once.
 //! Lingering is the graceful close: after the reply the write side is shut down (the client
 //! sees EOF after the reply) and whatever the client still sends is read and thrown away
 //! until its EOF. Closing a socket with unread input would make the kernel answer with a
@@ -28,7 +33,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use socket2::SockRef;
 
-use crate::deadline::{after, Deadline, Millis};
+use crate::deadline::{after, Deadline, Kind, Millis};
 use crate::logbytes::Escaped;
 use crate::session::{Session, Settings, Step};
 
@@ -37,6 +42,9 @@ use crate::session::{Session, Settings, Step};
 pub enum Phase {
     /// The session is running (or its last words are being written).
     Serving,
+    /// The deadline passed and the session said why (`count`'s timeout message): the words
+    /// have `--linger` to go out, then the close is the lingering one.
+    TimedOut,
     /// The write side is shut; unread input is drained until EOF or the linger deadline.
     Lingering,
 }
@@ -75,7 +83,8 @@ pub struct Cx<'a> {
 pub struct Conn {
     pub stream: TcpStream,
     pub session: Session,
-    pub deadline: Deadline,
+    /// When something must happen without an event, and what kind of wait that is.
+    pub deadline: Option<Deadline>,
     /// Output the socket did not take yet; holds no allocation while empty.
     unsent: Vec<u8>,
     phase: Phase,
@@ -106,7 +115,7 @@ impl Conn {
         let mut conn = Conn {
             stream,
             session,
-            deadline: Deadline::default(),
+            deadline: None,
             unsent: Vec::new(),
             phase: Phase::Serving,
             read_eof: false,
@@ -116,7 +125,7 @@ impl Conn {
             counted,
             closed: false,
         };
-        conn.deadline.set(after(cx.now, cx.idle_timeout));
+        conn.set_deadline(Kind::Request, after(cx.now, cx.idle_timeout));
         conn.send(cx.out, &mut false)?;
         Ok(conn)
     }
@@ -165,19 +174,38 @@ impl Conn {
             Status::Closed(closed_by(&e))
         });
         if moved && self.phase == Phase::Serving && self.session.activity_extends_deadline() {
-            self.deadline.set(after(cx.now, cx.idle_timeout));
+            self.set_deadline(Kind::Request, after(cx.now, cx.idle_timeout));
         }
         status
     }
 
-    /// The connection's deadline passed.
+    /// The connection's deadline passed. It always moves the connection on: a `Serving`
+    /// connection leaves `Serving` for good (so it times out once), any other one closes.
     pub fn on_deadline(&mut self, key: usize, cx: &mut Cx) -> Status {
-        if self.phase == Phase::Lingering {
-            return Status::Closed("linger deadline passed");
+        match self.phase {
+            Phase::Lingering | Phase::TimedOut => Status::Closed("linger deadline passed"),
+            // The last words were said but the client did not take them in time.
+            Phase::Serving if self.session.is_finished() => {
+                Status::Closed("deadline passed with output unsent")
+            }
+            Phase::Serving => {
+                let step = self.session.on_deadline(&cx.settings, cx.out);
+                self.note(key, step);
+                if cx.out.is_empty() {
+                    // `echo` and `ack` end quietly; what the client did not read is dropped.
+                    return Status::Closed("idle timeout");
+                }
+                // `count` says why; the words get the linger time to go out.
+                self.phase = Phase::TimedOut;
+                self.set_deadline(Kind::Linger, after(cx.now, cx.linger));
+                trace!("conn {key}: deadline passed, last words get the linger time");
+                self.pump(key, cx)
+            }
         }
-        let step = self.session.on_deadline(&cx.settings, cx.out);
-        self.note(key, step);
-        self.pump(key, cx)
+    }
+
+    fn set_deadline(&mut self, kind: Kind, due: Millis) {
+        self.deadline = Some(Deadline { kind, due });
     }
 
     /// The daemon stops now: last words (if any) are written if the socket takes them, then
@@ -197,7 +225,7 @@ impl Conn {
             if !self.send(cx.out, moved)? {
                 return Ok(Status::Open);
             }
-            if self.phase == Phase::Serving && self.session.is_finished() {
+            if self.phase != Phase::Lingering && self.session.is_finished() {
                 if self.read_eof {
                     return Ok(Status::Closed("done"));
                 }
@@ -205,11 +233,12 @@ impl Conn {
                     self.shut_write()?;
                 }
                 self.phase = Phase::Lingering;
-                self.deadline.set(after(cx.now, cx.linger));
+                self.set_deadline(Kind::Linger, after(cx.now, cx.linger));
                 trace!("conn {key}: answered, lingering until the client's EOF");
             }
             let limit = match self.phase {
-                Phase::Serving => cx
+                // A timed-out session is finished, so it never gets here.
+                Phase::Serving | Phase::TimedOut => cx
                     .read_buf
                     .len()
                     .min(cx.max_output)
@@ -271,7 +300,7 @@ impl Conn {
         }
         // The session's last words: the FIN (shutdown or close) follows at once, and MSG_MORE
         // lets it ride in the same segment as the words instead of a segment of its own.
-        let last_words = self.session.is_finished() && self.phase == Phase::Serving;
+        let last_words = self.session.is_finished() && self.phase != Phase::Lingering;
         let direct = self.unsent.is_empty();
         let pending: &[u8] = if direct { out } else { &self.unsent };
         let mut sent = 0;

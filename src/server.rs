@@ -31,7 +31,7 @@ use slab::Slab;
 
 use crate::config::{Config, Instance, Transport};
 use crate::conn::{Conn, Cx, Phase, Status};
-use crate::deadline::{after, Clock, Fire, Millis, PassTime, Timers};
+use crate::deadline::{after, Clock, Millis, PassTime, Timers};
 use crate::mmsg::Datagrams;
 use crate::session::{display_peer, Session, Settings};
 use crate::sockets;
@@ -139,6 +139,12 @@ pub struct Server {
     conns: Slab<Conn>,
     /// Connections that count toward `--max-connections`.
     held: usize,
+    /// Busy refusals lingering now (at most `--max-refusals`).
+    refusing: usize,
+    /// After the slab last tried to give memory back, it tries again only once no more than
+    /// this many connections are open (half as many as then), or after it grew: a slot that
+    /// stays in use high in the slab cannot make every close pay for a failed attempt.
+    shrink_below: usize,
     /// Keys closed during the current batch, removed after it (each is marked `closed`).
     closed: Vec<usize>,
     /// Connections that used their turn and want another before the loop sleeps.
@@ -191,11 +197,12 @@ impl Server {
         let poll = Poll::new().map_err(BindError::Setup)?;
         let waker = Waker::new(poll.registry(), WAKER).map_err(BindError::Setup)?;
         let signals = if config.handle_signals {
-            let mut signals = signal_hook_mio::v1_0::Signals::new([
-                signal_hook::consts::SIGINT,
-                signal_hook::consts::SIGTERM,
-            ])
-            .map_err(BindError::Setup)?;
+            use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+            // Each is caught, so none can end the daemon without its drain and summary: a
+            // closing terminal (SIGHUP) or a stray `kill -USR2` must not stop a service.
+            let mut signals =
+                signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
+                    .map_err(BindError::Setup)?;
             poll.registry()
                 .register(&mut signals, SIGNALS, Interest::READABLE)
                 .map_err(BindError::Setup)?;
@@ -273,6 +280,8 @@ impl Server {
             drops: DropLog::default(),
             conns: Slab::new(),
             held: 0,
+            refusing: 0,
+            shrink_below: usize::MAX,
             closed: Vec::new(),
             again: Vec::new(),
             udp_again: Vec::new(),
@@ -392,11 +401,7 @@ impl Server {
                     None => Vec::new(),
                 };
                 for signal in received {
-                    let name = match signal {
-                        signal_hook::consts::SIGINT => "SIGINT",
-                        _ => "SIGTERM",
-                    };
-                    self.request_stop(name, pass.get());
+                    self.on_signal(signal, pass.get());
                 }
             }
             Token(t) if t < self.first_conn() => {
@@ -502,6 +507,17 @@ impl Server {
     fn admit(&mut self, stream: mio::net::TcpStream, peer: SocketAddr, source: usize, now: Millis) {
         let instance = self.instances[source];
         let counted = self.held < self.config.max_connections;
+        if !counted && self.refusing >= self.config.max_refusals {
+            // Lingering refusals hold descriptors too: past their cap, a refusal is a close.
+            self.summary.refused += 1;
+            debug!(
+                "{}: refused silently: {} connections held and {} refusals lingering",
+                display_peer(peer),
+                self.held,
+                self.refusing
+            );
+            return;
+        }
         let session = if counted {
             Session::open(
                 instance.service,
@@ -525,6 +541,10 @@ impl Server {
                 return;
             }
         };
+        if self.conns.len() == self.conns.capacity() {
+            // The slab grows: a later fall in connections may give memory back again.
+            self.shrink_below = usize::MAX;
+        }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = Token(FIRST_SOURCE + self.instances.len() + key);
@@ -543,6 +563,7 @@ impl Server {
                 display_peer(peer)
             );
         } else {
+            self.refusing += 1;
             self.summary.refused += 1;
             debug!(
                 "conn {key}: refused {}: {} connections held",
@@ -588,7 +609,7 @@ impl Server {
         if let Err(e) = conn.update_interest(self.poll.registry(), token) {
             return self.close(key, crate::conn::closed_by(&e));
         }
-        self.timers.sync(key, &mut conn.deadline);
+        self.timers.sync(key, conn.deadline);
     }
 
     /// Marks a connection closed; its slab entry (and so its socket) goes after the batch.
@@ -606,7 +627,10 @@ impl Server {
         conn.closed = true;
         if conn.counted {
             self.held -= 1;
+        } else {
+            self.refusing -= 1;
         }
+        self.timers.cancel(key);
         self.closed.push(key);
     }
 
@@ -625,21 +649,41 @@ impl Server {
                 self.accept_on_every_listener(now);
             }
         }
-        if self.conns.is_empty() {
-            self.timers.clear();
-        }
+        self.give_back_memory();
         self.resume_accepting(now);
     }
 
+    /// After a peak, gives back the memory of slots no connection uses: once fewer than a
+    /// quarter of the slab's slots hold a connection, the slab drops its free slots past the
+    /// highest one in use, and the deadline table with it. Below `KEEP_SLOTS` nothing is
+    /// given back, so a daemon serving a few connections at a time does not reallocate.
+    fn give_back_memory(&mut self) {
+        const KEEP_SLOTS: usize = 256;
+        let open = self.conns.len();
+        let slots = self.conns.capacity();
+        if slots <= KEEP_SLOTS || open * 4 >= slots || open > self.shrink_below {
+            return;
+        }
+        self.conns.shrink_to_fit();
+        self.timers.shrink_to(self.conns.capacity());
+        for list in [&mut self.closed, &mut self.again] {
+            list.shrink_to(KEEP_SLOTS);
+        }
+        self.shrink_below = open / 2;
+        trim_heap();
+        debug!(
+            "gave back memory: {} connection slots (of {slots}) kept for {open} open",
+            self.conns.capacity()
+        );
+    }
+
     fn expire_deadlines(&mut self, now: Millis) {
-        while let Some(entry) = self.timers.pop_due(now) {
-            let key = entry.1;
+        // Each deadline moves its connection on (`Conn::on_deadline`), so this ends: a
+        // connection is in here at most once per state it can leave by a deadline.
+        while let Some(key) = self.timers.pop_due(now) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if conn.closed || self.timers.fire(entry, &mut conn.deadline, now) != Fire::Expired {
-                continue;
-            }
             trace!("conn {key}: deadline passed");
             if conn.phase() == Phase::Serving && conn.counted {
                 self.summary.timed_out += 1;
@@ -650,6 +694,27 @@ impl Server {
         }
         if self.accept_paused_until.is_some_and(|at| at <= now) {
             self.resume_accepting(now);
+        }
+    }
+
+    fn on_signal(&mut self, signal: i32, now: Millis) {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+        match signal {
+            SIGINT => self.request_stop("SIGINT", now),
+            SIGTERM => self.request_stop("SIGTERM", now),
+            SIGUSR1 => {
+                let open = self.conns.len() - self.closed.len();
+                info!("{}; connections open {open}", self.summary);
+                debug!(
+                    target: "oneloop::tables",
+                    "tables: {} connection slots, {} deadlines armed",
+                    self.conns.capacity(),
+                    self.timers.armed()
+                );
+            }
+            SIGHUP => info!("SIGHUP: ignored (there is no configuration file to read again)"),
+            SIGUSR2 => debug!("SIGUSR2: ignored"),
+            other => debug!("signal {other}: ignored"),
         }
     }
 
@@ -733,6 +798,16 @@ fn cx<'a>(config: &'a Config, read_buf: &'a mut [u8], out: &'a mut Vec<u8>, now:
         idle_timeout: config.idle_timeout,
         linger: config.linger,
         now,
+    }
+}
+
+/// Returns the allocator's free memory to the system (glibc keeps it otherwise; musl's
+/// allocator gives it back by itself).
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -52,11 +52,19 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// Stops the loop at once; a loop that does not stop (a failing test) is left behind
+    /// rather than hanging the test run.
     fn drop(&mut self) {
         if let Some(thread) = self.thread.take() {
             self.stop.shutdown();
             self.stop.shutdown();
-            let _ = thread.join();
+            let deadline = Instant::now() + WAIT;
+            while !thread.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -257,6 +265,18 @@ impl Proc {
         self.seen
             .iter()
             .find(|l| l.contains(needle))
+            .cloned()
+            .unwrap()
+    }
+
+    /// Waits for the `n`th stderr line (counting from 1) containing `needle`; returns it.
+    pub fn wait_for_nth(&mut self, needle: &str, n: usize) -> String {
+        let matching = |seen: &[String]| seen.iter().filter(|l| l.contains(needle)).count();
+        self.read_until(needle, |seen| matching(seen) >= n);
+        self.seen
+            .iter()
+            .filter(|l| l.contains(needle))
+            .nth(n - 1)
             .cloned()
             .unwrap()
     }
