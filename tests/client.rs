@@ -5,8 +5,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oneloop::config::Epoch;
 
@@ -16,11 +17,32 @@ use common::{Daemon, WAIT};
 /// What a finished `oneloop client` run left behind.
 struct Run {
     code: i32,
+    /// The first [`KEPT`] bytes of stdout.
     stdout: String,
+    /// How many bytes the client wrote to stdout in all.
+    stdout_len: usize,
     stderr: String,
 }
 
-/// Runs `oneloop client ARGS` with `stdin` as its standard input.
+/// The longest a client run may take: past it the test kills the client and fails.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+/// How much of a client's stdout or stderr a test keeps; it counts the rest.
+const KEPT: usize = 1 << 20;
+
+/// Reads `from` to its end, keeping the first [`KEPT`] bytes; returns them and the length.
+fn read_capped(mut from: impl Read) -> (Vec<u8>, usize) {
+    let (mut kept, mut len, mut buf) = (Vec::new(), 0, vec![0; 64 * 1024]);
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        kept.extend_from_slice(&buf[..n.min(KEPT - kept.len())]);
+        len += n;
+    }
+    (kept, len)
+}
+
+/// Runs `oneloop client ARGS` with `stdin` as its standard input. A run that outlasts
+/// [`RUN_LIMIT`] is killed and fails the test, so a client that reads forever is a failure,
+/// not a hung test.
 fn client(args: &[&str], stdin: &[u8]) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_oneloop"))
         .arg("client")
@@ -36,15 +58,44 @@ fn client(args: &[&str], stdin: &[u8]) -> Run {
         .expect("stdin")
         .write_all(stdin)
         .expect("write stdin");
-    let output = child.wait_with_output().expect("wait for oneloop");
+    // Each pipe reaches its end when the client exits; each reader says when it has.
+    let (ended, reader_ended) = mpsc::channel();
+    let readers = [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ]
+    .map(|pipe| {
+        let ended = ended.clone();
+        thread::spawn(move || {
+            let read = read_capped(pipe);
+            let _ = ended.send(());
+            read
+        })
+    });
+    let limit = Instant::now() + RUN_LIMIT;
+    for _ in &readers {
+        let left = limit.saturating_duration_since(Instant::now());
+        if reader_ended.recv_timeout(left).is_err() {
+            child.kill().expect("kill oneloop");
+            child.wait().expect("wait for oneloop");
+            panic!("oneloop client {args:?} still ran after {RUN_LIMIT:?}");
+        }
+    }
+    let status = child.wait().expect("wait for oneloop");
+    let [(stdout, stdout_len), (stderr, _)] = readers.map(|r| r.join().expect("pipe reader"));
     let run = Run {
-        code: output.status.code().expect("exit code"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        code: status.code().expect("exit code"),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stdout_len,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
     };
+    let shown = |text: &str| text.chars().take(2000).collect::<String>();
     eprintln!(
-        "oneloop client {args:?}: exit {}\nstdout: {:?}\nstderr: {:?}",
-        run.code, run.stdout, run.stderr
+        "oneloop client {args:?}: exit {}\nstdout ({} bytes): {:?}\nstderr: {:?}",
+        run.code,
+        run.stdout_len,
+        shown(&run.stdout),
+        shown(&run.stderr)
     );
     run
 }
@@ -383,6 +434,149 @@ fn usage_errors_exit_2() {
         assert_eq!(run.code, 2, "{args:?}");
         assert!(run.stderr.contains("--help"), "{args:?}: a hint");
     }
+}
+
+#[test]
+fn numeric_flags_out_of_range_are_usage_errors_naming_the_flag_and_range() {
+    let seconds = [
+        "0", "-1", "0.0001", "86400.5", "1e400", "nan", "inf", "-inf", "", "5s", "0x10",
+    ];
+    for flag in ["--timeout", "--deadline"] {
+        for bad in seconds {
+            let run = client(&["time", "127.0.0.1:7", flag, bad], b"");
+            assert_failure(
+                &run,
+                2,
+                &format!("{flag} takes seconds from 0.001 to 86400"),
+            );
+        }
+    }
+    for bad in ["0", "-1", "1.5", "101", "4294967296", "nan", ""] {
+        let run = client(&["time", "127.0.0.1:7", "--tries", bad], b"");
+        assert_failure(&run, 2, "--tries takes a whole number from 1 to 100");
+    }
+    // The ends of the ranges are allowed: parsing goes on to the --help at the end.
+    let edges = [
+        "--timeout",
+        "0.001",
+        "--deadline",
+        "86400",
+        "--tries",
+        "100",
+        "--help",
+    ];
+    let run = client(&[&["time", "127.0.0.1:7"][..], &edges].concat(), b"");
+    assert_eq!(run.code, 0);
+}
+
+/// Writes `byte` to `stream` until the client goes away; returns how many bytes went out.
+fn send_forever(stream: &TcpStream, byte: u8) -> usize {
+    let chunk = [byte; 16 * 1024];
+    let mut sent = 0;
+    while (&*stream).write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    sent
+}
+
+/// The bound on what a `count` or `time` server may send, and the error past it.
+const BOUND: usize = 64 * 1024;
+const TOO_MUCH: &str = "the server sent more than 65536 bytes";
+
+#[test]
+fn count_stops_at_an_endless_welcome_and_prints_only_up_to_the_bound() {
+    let (addr, server) = tcp_server(|stream| send_forever(&stream, b'w'));
+    let run = client(&["count", &addr, "hello"], b"");
+    assert_failure(&run, 1, &format!("{TOO_MUCH} and no prompt"));
+    assert_eq!(run.stdout_len, BOUND);
+    assert!(server.join().unwrap() > BOUND);
+}
+
+#[test]
+fn count_stops_at_an_endless_reply_and_prints_only_up_to_the_bound() {
+    const WELCOME: &str = "Welcome, you\nPlease enter a string: ";
+    let (addr, server) = tcp_server(|stream| {
+        (&stream).write_all(WELCOME.as_bytes()).unwrap();
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).unwrap();
+        send_forever(&stream, b'r');
+        line
+    });
+    let run = client(&["count", &addr, "hello"], b"");
+    assert_failure(&run, 1, &format!("reply error: {TOO_MUCH}"));
+    assert_eq!(run.stdout_len, WELCOME.len() + BOUND);
+    assert!(run.stdout.starts_with(WELCOME));
+    assert_eq!(server.join().unwrap(), "hello\n");
+}
+
+#[test]
+fn time_over_tcp_stops_reading_a_server_that_sends_forever() {
+    let (addr, server) = tcp_server(|stream| send_forever(&stream, b't'));
+    let run = client(&["time", &addr, "--tcp"], b"");
+    let start = "t".repeat(64);
+    assert_failure(
+        &run,
+        1,
+        &format!("reply error: {TOO_MUCH}, starting \"{start}\"\n"),
+    );
+    assert!(run.stderr.len() < 1000, "a short error");
+    assert_eq!(run.stdout, "");
+    server.join().unwrap();
+}
+
+#[test]
+fn time_over_udp_shows_at_most_64_bytes_of_a_long_reply_escaped() {
+    let mut reply = b"\x1b[31m".to_vec();
+    reply.resize(1000, b'z');
+    let (addr, server) = udp_time_server(reply);
+    let run = client(&["time", &addr], b"");
+    let shown = format!("reply error 1000: \"\\x1b[31m{}\"", "z".repeat(64 - 5));
+    assert_failure(&run, 1, &format!("{shown}... (+936 bytes)\n"));
+    assert!(!run.stderr.contains('\x1b'), "the escape byte is escaped");
+    assert_eq!(run.stdout, "");
+    server.join().unwrap();
+}
+
+/// Sends one byte every 200 ms, never tripping a per-read timeout, until the client goes.
+fn trickle(stream: TcpStream) {
+    while (&stream).write_all(b".").is_ok() {
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_deadline_cuts_off_a_server_that_trickles_forever_whatever_the_client() {
+    let long = "x".repeat(100); // echo would wait for 101 bytes: 20 s of trickle
+    let clients: [&[&str]; 5] = [
+        &["raw"],
+        &["ack", "hello"],
+        &["echo", &long],
+        &["count", "hello"],
+        &["time", "--tcp"],
+    ];
+    for args in clients {
+        let (addr, server) = tcp_server(trickle);
+        let (name, rest) = args.split_first().unwrap();
+        let run = client(
+            &[&[*name, addr.as_str(), "--deadline", "1"][..], rest].concat(),
+            b"",
+        );
+        assert_failure(&run, 3, &format!("{addr}: deadline of 1 s passed"));
+        server.join().unwrap();
+    }
+}
+
+#[test]
+fn a_deadline_cuts_the_udp_retries_short() {
+    // Three tries of 20 s each would take a minute, longer than a client run may.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let run = client(
+        &["time", &addr, "--timeout", "20", "--deadline", "0.5"],
+        b"",
+    );
+    assert_failure(&run, 3, "deadline of 0.5 s passed");
+    drop(silent);
 }
 
 /// Every service of the daemon: TCP count, ack, echo and time, then UDP echo and time.

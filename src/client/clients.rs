@@ -4,10 +4,12 @@
 //! top to bottom; the socket details live in `net.rs`.
 
 use std::io::{self, BufRead, Write};
+use std::ops::ControlFlow;
 
-use super::net::{self, Connection};
+use super::net::{self, Connection, Relayed};
 use super::{text, Failure, Request, Target};
 use crate::config::Epoch;
+use crate::logbytes::Escaped;
 use crate::session::SECONDS_1900_TO_1970;
 
 fn epoch_year(epoch: Epoch) -> u32 {
@@ -30,6 +32,14 @@ fn unix_seconds(value: u32, epoch: Epoch) -> u32 {
 /// The largest UDP reply we take whole (a datagram carries at most 65,507 bytes of data).
 const DATAGRAM_MAX: usize = 65_536;
 
+/// The most a bounded protocol takes from a TCP server: `count`'s welcome and prompt, then
+/// `count`'s reply, each; a `time` reply. Past it the client stops reading and fails.
+pub(super) const REPLY_MAX: usize = 64 * 1024;
+
+fn over_limit() -> String {
+    format!("the server sent more than {REPLY_MAX} bytes")
+}
+
 /// Runs one client, printing to stdout (and, for `count` without LINE, reading stdin).
 pub(super) fn run(target: &Target, request: Request) -> Result<(), Failure> {
     let out = &mut io::stdout().lock();
@@ -47,27 +57,32 @@ pub(super) fn run(target: &Target, request: Request) -> Result<(), Failure> {
 /// The prompt is the unfinished line after the welcome line, ending in `:` (our
 /// `Please enter a string: ` and the seed's `Please enter a string :` alike). A server that
 /// refuses (`Error: server busy ...`) closes before prompting; nothing is sent then.
+///
+/// The greeting and the reply are printed as they come (the prompt must show before a person
+/// types), each up to [`REPLY_MAX`] bytes: at the first byte past that the client stops
+/// reading and fails, without printing it. The wait for a line on stdin is not counted
+/// against `--deadline`: it is a person's wait, not the server's.
 fn count(
     target: &Target,
     line: Option<Vec<u8>>,
     out: &mut dyn Write,
     input: &mut dyn BufRead,
 ) -> Result<(), Failure> {
-    const GREETING_MAX: usize = 64 * 1024;
-    let mut conn = Connection::open(&target.addr, target.timeout)?;
+    let mut conn = Connection::open(&target.addr, target.waits)?;
     let mut greeting = Vec::new();
-    let mut buf = [0; 4096];
-    while !ends_with_prompt(&greeting) {
-        let n = conn.receive(&mut buf)?;
-        if n == 0 {
-            return count_verdict(&greeting);
+    let greeted = conn.relay(out, Some(REPLY_MAX), |piece| {
+        greeting.extend_from_slice(piece);
+        if ends_with_prompt(&greeting) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
-        net::write_out(out, &buf[..n])?;
-        greeting.extend_from_slice(&buf[..n]);
-        if greeting.len() > GREETING_MAX {
-            return Err(Failure::BadReply(format!(
-                "no prompt in the first {GREETING_MAX} bytes"
-            )));
+    })?;
+    match greeted {
+        Relayed::Stopped => {}
+        Relayed::Eof => return count_verdict(&greeting),
+        Relayed::OverLimit => {
+            return Err(Failure::BadReply(format!("{} and no prompt", over_limit())))
         }
     }
 
@@ -76,16 +91,19 @@ fn count(
             line.push(b'\n');
             line
         }
-        None => read_line(input)?,
+        None => conn.off_the_clock(|| read_line(input))?,
     };
     conn.send(&line)?;
     conn.half_close()?;
     let mut reply = Vec::new();
-    conn.relay_until_eof(out, |piece| {
-        let room = GREETING_MAX.saturating_sub(reply.len());
-        reply.extend_from_slice(&piece[..piece.len().min(room)]);
+    let replied = conn.relay(out, Some(REPLY_MAX), |piece| {
+        reply.extend_from_slice(piece);
+        ControlFlow::Continue(())
     })?;
-    count_verdict(&reply)
+    match replied {
+        Relayed::OverLimit => Err(Failure::BadReply(format!("reply error: {}", over_limit()))),
+        Relayed::Eof | Relayed::Stopped => count_verdict(&reply),
+    }
 }
 
 /// Whether `text` ends in a prompt: an unfinished line after a complete one, ending in `:`
@@ -133,17 +151,18 @@ fn count_verdict(text: &[u8]) -> Result<(), Failure> {
 /// `ack`: send MESSAGE, half-close, print the reply until EOF; it must acknowledge.
 fn ack(target: &Target, message: &[u8], out: &mut dyn Write) -> Result<(), Failure> {
     const ACK: &[u8] = b"I get it!";
-    let mut conn = Connection::open(&target.addr, target.timeout)?;
+    let mut conn = Connection::open(&target.addr, target.waits)?;
     conn.send(message)?;
     conn.half_close()?;
     // The acknowledgement may arrive split across reads: search the new bytes together with
     // the few before them that could start it.
     let mut recent = Vec::new();
     let mut acknowledged = false;
-    conn.relay_until_eof(out, |piece| {
+    conn.relay(out, None, |piece| {
         recent.extend_from_slice(piece);
         acknowledged |= recent.windows(ACK.len()).any(|w| w == ACK);
         recent.drain(..recent.len().saturating_sub(ACK.len() - 1));
+        ControlFlow::Continue(())
     })?;
     if acknowledged {
         Ok(())
@@ -167,17 +186,17 @@ fn echo(target: &Target, message: &[u8], udp: bool, out: &mut dyn Write) -> Resu
             &target.addr,
             message,
             &mut reply,
-            target.timeout,
+            target.waits,
             target.tries,
         )?;
         reply.truncate(n);
         reply
     } else {
-        let mut conn = Connection::open(&target.addr, target.timeout)?;
+        let mut conn = Connection::open(&target.addr, target.waits)?;
         conn.send(message)?;
         conn.half_close()?;
         // One byte more than was sent is enough to know the echo is wrong.
-        conn.receive_until_eof(message.len() as u64 + 1)?
+        conn.receive_until_eof(message.len() + 1)?
     };
     net::write_out(out, &echoed)?;
     if echoed == message {
@@ -201,22 +220,26 @@ fn echo(target: &Target, message: &[u8], udp: bool, out: &mut dyn Write) -> Resu
 
 /// `time`: ask for the time (UDP: an empty datagram; TCP: just connect), check that the
 /// reply is 4 bytes, and print it as UTC and as the raw count.
+///
+/// Over TCP the reply's length is known only at EOF, so the client reads until then, but
+/// no further than [`REPLY_MAX`] bytes. A bad reply's error shows its first bytes, escaped.
 fn time(target: &Target, tcp: bool, epoch: Epoch, out: &mut dyn Write) -> Result<(), Failure> {
     let reply = if tcp {
-        let mut conn = Connection::open(&target.addr, target.timeout)?;
-        conn.receive_until_eof(DATAGRAM_MAX as u64)?
+        let mut conn = Connection::open(&target.addr, target.waits)?;
+        conn.receive_until_eof(REPLY_MAX + 1)?
     } else {
         let mut reply = vec![0; DATAGRAM_MAX];
-        let n = net::udp_request(&target.addr, b"", &mut reply, target.timeout, target.tries)?;
+        let n = net::udp_request(&target.addr, b"", &mut reply, target.waits, target.tries)?;
         reply.truncate(n);
         reply
     };
     let Ok(bytes) = <[u8; 4]>::try_from(reply.as_slice()) else {
-        return Err(Failure::BadReply(format!(
-            "reply error {}: {:?}",
-            reply.len(),
-            String::from_utf8_lossy(&reply)
-        )));
+        return Err(Failure::BadReply(if reply.len() > REPLY_MAX {
+            let start = &reply[..Escaped::SHOWN];
+            format!("reply error: {}, starting {}", over_limit(), Escaped(start))
+        } else {
+            format!("reply error {}: {}", reply.len(), Escaped(&reply))
+        }));
     };
     let value = u32::from_be_bytes(bytes);
     let line = format!(
@@ -229,10 +252,11 @@ fn time(target: &Target, tcp: bool, epoch: Epoch, out: &mut dyn Write) -> Result
 
 /// `raw`: send TEXT, half-close, print everything until EOF.
 fn raw(target: &Target, send: &[u8], out: &mut dyn Write) -> Result<(), Failure> {
-    let mut conn = Connection::open(&target.addr, target.timeout)?;
+    let mut conn = Connection::open(&target.addr, target.waits)?;
     conn.send(send)?;
     conn.half_close()?;
-    conn.relay_until_eof(out, |_| ())
+    conn.relay(out, None, |_| ControlFlow::Continue(()))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,24 +3,38 @@
 //! These are the seed documents' clients, one per service, written with plain blocking
 //! `std::net` sockets: each one connects, says what its protocol says, prints what comes back
 //! and checks it. They are the other half of every lesson the daemon teaches, and small enough
-//! to read in one sitting. They share no code path with the daemon (only the `Epoch` name),
-//! so a test that passes with a client and the daemon shows both speak the protocol.
+//! to read in one sitting. They share no protocol code with the daemon (only the `Epoch`
+//! name, the 1900 offset and the escaping of bytes shown in messages), so a test that passes
+//! with a client and the daemon shows both speak the protocol.
 //!
 //! | client | sends | prints | succeeds when |
 //! |---|---|---|---|
-//! | `count ADDR [LINE]` | LINE and LF (one line of stdin without LINE), after the prompt | everything the server writes | the reply is `You entered N characters.` |
+//! | `count ADDR [LINE]` | LINE and LF (one line of stdin without LINE), after the prompt | what the server writes: up to 64 KiB to the prompt, up to 64 KiB after the line | the reply is `You entered N characters.` |
 //! | `ack ADDR MESSAGE` | MESSAGE, then half-closes | everything until EOF | the reply contains `I get it!` |
 //! | `echo ADDR MESSAGE [--udp]` | MESSAGE (half-closes on TCP) | the bytes that came back | they are the bytes sent |
-//! | `time ADDR [--tcp] [--epoch unix\|1900]` | an empty datagram (nothing on TCP) | `2026-11-21T05:49:47Z (1795240187 s since 1970)` | the reply is 4 bytes |
+//! | `time ADDR [--tcp] [--epoch unix\|1900]` | an empty datagram (nothing on TCP) | `2026-11-21T05:49:47Z (1795240187 s since 1970)` | the reply is 4 bytes (TCP: read to EOF, at most 64 KiB) |
 //! | `raw ADDR [--send TEXT]` | TEXT with `\r \n \t \\ \xHH` escapes, then half-closes | everything until EOF | the server closes cleanly |
 //!
 //! Every wait is bounded by `--timeout SECS` (default 5): the connect, each read or write, each
 //! UDP try. UDP loses packets, so the UDP clients send up to `--tries N` times (default 3).
+//! `--deadline SECS` (default none) bounds all of them together, counted from the start: each
+//! wait is cut to what is left of it, so a server that trickles a byte just inside every
+//! timeout is still cut off. `count` does not count the wait for a line on stdin; name
+//! resolution counts, but is the system resolver's and is not cut short. There is no default
+//! deadline, because `raw`, `ack` and `echo` may rightly stream for long.
 //! ADDR is `HOST:PORT`; a name is resolved and each of its addresses is tried in turn.
 //!
+//! What a server may send is bounded where the protocol bounds it: `count` takes at most
+//! 64 KiB of welcome and prompt, then at most 64 KiB of reply, printing the bytes up to the
+//! bound as they come; TCP `time` reads at most 64 KiB. Past a bound the client stops reading
+//! and fails (exit 1); the error of a bad `time` reply shows its first 64 bytes, escaped.
+//! `echo` over TCP stops one byte past the length of what it sent. `raw` and `ack` print
+//! whatever comes until EOF, as `nc` does.
+//!
 //! Exit codes: 0 success; 1 the server answered, but not as the protocol says (an `Error:`
-//! message, a different echo, `reply error N`); 2 usage error; 3 network or I/O error (cannot
-//! resolve, refused, reset, timed out, no UDP reply, stdin or stdout failed).
+//! message, a different echo, `reply error N`, more than a bound); 2 usage error; 3 network or
+//! I/O error (cannot resolve, refused, reset, timed out, deadline passed, no UDP reply, stdin or
+//! stdout failed).
 
 mod clients;
 mod net;
@@ -29,9 +43,11 @@ mod text;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::OsStringExt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::config::Epoch;
+use net::Waits;
 
 /// Why a client failed; each kind has its own exit code.
 #[derive(Debug)]
@@ -124,7 +140,7 @@ impl Client {
 /// What every client needs: where to go and how long to wait.
 struct Target {
     addr: String,
-    timeout: Duration,
+    waits: Waits,
     tries: u32,
 }
 
@@ -144,6 +160,10 @@ enum Command {
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_TRIES: u32 = 3;
+/// The range of `--timeout` and `--deadline`, in seconds: a millisecond to a day.
+const SECONDS: (f64, f64) = (0.001, 86_400.0);
+/// The most `--tries`: with the default timeout, a wait of about 8 minutes.
+const MAX_TRIES: u32 = 100;
 
 /// Runs `oneloop client ARGS`; returns the process exit code.
 pub fn run_cli(args: Vec<OsString>) -> u8 {
@@ -183,22 +203,21 @@ fn parse(args: Vec<OsString>) -> Result<Command, Failure> {
         }
     };
 
-    let mut target = Target {
-        addr: String::new(),
-        timeout: DEFAULT_TIMEOUT,
-        tries: DEFAULT_TRIES,
-    };
+    let (mut timeout, mut deadline, mut tries) = (DEFAULT_TIMEOUT, None, DEFAULT_TRIES);
     let (mut udp, mut tcp, mut epoch, mut send) = (false, false, Epoch::Unix, Vec::new());
     let mut positional = Vec::new();
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(Some(client))),
-            Long("timeout") => target.timeout = parse_timeout(&parser.value()?.string()?)?,
+            Long("timeout") => timeout = seconds("--timeout", &parser.value()?.string()?)?,
+            Long("deadline") => deadline = Some(seconds("--deadline", &parser.value()?.string()?)?),
             Long("tries") if client.may_use_udp() => {
-                target.tries = parser.value()?.parse()?;
-                if target.tries == 0 {
-                    return Err(Failure::Usage("--tries must be at least 1".into()));
-                }
+                tries = number(
+                    "--tries",
+                    &parser.value()?.string()?,
+                    |n| (1..=MAX_TRIES).contains(n),
+                    &format!("a whole number from 1 to {MAX_TRIES}"),
+                )?
             }
             Long("udp") if client == Client::Echo => udp = true,
             Long("tcp") if client == Client::Time => tcp = true,
@@ -220,7 +239,7 @@ fn parse(args: Vec<OsString>) -> Result<Command, Failure> {
     let addr = positional
         .next()
         .ok_or_else(|| Failure::Usage(format!("{}: missing ADDR", client.name())))?;
-    target.addr =
+    let addr =
         String::from_utf8(addr).map_err(|_| Failure::Usage("ADDR is not valid UTF-8".into()))?;
     let mut message = || {
         positional
@@ -247,20 +266,33 @@ fn parse(args: Vec<OsString>) -> Result<Command, Failure> {
             client.name()
         )));
     }
+    let target = Target {
+        addr,
+        waits: Waits::starting_now(timeout, deadline),
+        tries,
+    };
     Ok(Command::Run(target, request))
 }
 
-/// Parses `--timeout SECS`: a positive number of seconds, fractions allowed (`0.5`).
-fn parse_timeout(text: &str) -> Result<Duration, Failure> {
-    text.parse::<f64>()
+/// Parses the value of a numeric flag: a `T` that is `allowed`, else a usage error that names
+/// the flag and says the `range`.
+fn number<T: FromStr>(
+    flag: &str,
+    text: &str,
+    allowed: impl Fn(&T) -> bool,
+    range: &str,
+) -> Result<T, Failure> {
+    text.parse()
         .ok()
-        .filter(|secs| *secs > 0.0)
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-        .ok_or_else(|| {
-            Failure::Usage(format!(
-                "--timeout takes a positive number of seconds, not {text:?}"
-            ))
-        })
+        .filter(allowed)
+        .ok_or_else(|| Failure::Usage(format!("{flag} takes {range}, not {text:?}")))
+}
+
+/// Parses seconds within [`SECONDS`], fractions allowed (`0.5`).
+fn seconds(flag: &str, text: &str) -> Result<Duration, Failure> {
+    let (least, most) = SECONDS;
+    let range = format!("seconds from {least} to {most}");
+    number(flag, text, |secs| (least..=most).contains(secs), &range).map(Duration::from_secs_f64)
 }
 
 /// The `--help` text: for one client, or for all of them.
@@ -273,12 +305,25 @@ fn help(client: Option<Client>) -> String {
         let (args, what) = c.synopsis();
         text += &format!("  oneloop client {} {args}\n      {what}\n", c.name());
     }
-    text += "\nADDR is HOST:PORT: localhost:51423, 192.0.2.7:7, [::1]:7.\n\
-             options:\n  \
-             --timeout SECS  longest wait for the connect, each read or write, each UDP try (default 5)\n  \
-             --tries N       echo --udp, time: UDP requests sent before giving up (default 3)\n  \
-             -h, --help      print this help\n\
-             exit codes: 0 ok, 1 the reply breaks the protocol (or is an `Error:` message),\n\
-             2 usage error, 3 network or I/O error (refused, reset, timed out, no reply)\n";
+    let (least, most) = SECONDS;
+    let kib = clients::REPLY_MAX / 1024;
+    let timeout = DEFAULT_TIMEOUT.as_secs_f64();
+    text += &format!(
+        "\nADDR is HOST:PORT: localhost:51423, 192.0.2.7:7, [::1]:7.\n\
+         options:\n  \
+         --timeout SECS   longest wait for the connect, each read or write, each UDP try (default {timeout})\n  \
+         --deadline SECS  longest time for all of them together, from the start (default none;\n                   \
+         count does not count the wait for a line on stdin)\n  \
+         --tries N        echo --udp, time: UDP requests sent before giving up\n                   \
+         (default {DEFAULT_TRIES}, at most {MAX_TRIES})\n  \
+         -h, --help       print this help\n\
+         SECS is {least} to {most}, fractions allowed.\n\
+         count reads at most {kib} KiB of welcome and prompt, then {kib} KiB of reply; time --tcp\n\
+         reads at most {kib} KiB. Past that the client stops reading and fails. raw and ack\n\
+         print all that comes until EOF.\n\
+         exit codes: 0 ok, 1 the reply breaks the protocol (an `Error:` message, too long),\n\
+         2 usage error, 3 network or I/O error (refused, reset, timed out, deadline passed,\n\
+         no reply)\n"
+    );
     text
 }
