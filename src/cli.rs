@@ -4,10 +4,8 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::str::FromStr;
-use std::time::Duration;
 
-use crate::config::{Config, Epoch, Instance, Service, Transport};
+use crate::config::{ranges, Config, Epoch, Instance, Service, Transport};
 use crate::{systemd, Server};
 
 pub const USAGE: &str = "\
@@ -22,30 +20,38 @@ Services (any number; SERVICE@[HOST]:PORT, empty HOST = 0.0.0.0, [::] = all IPv6
       --tcp SPEC              count, ack, echo or time on TCP
       --udp SPEC              echo or time on UDP
 Limits:
-      --max-line BYTES        longest count line, LF excluded         [4096]
+      --max-line BYTES        longest count line, LF excluded;
+                              1 to 1073741824                          [4096]
       --idle-timeout SECS     count request deadline from accept;
                               echo/ack inactivity limit                [30]
-      --max-connections N     TCP connections held at once             [10000]
+      --max-connections N     TCP connections held at once;
+                              1 to 1000000                             [10000]
       --max-refusals N        busy refusals lingering at once; past it
-                              a refusal closes silently                [64]
+                              a refusal closes silently; 0 to 10000    [64]
       --max-output BYTES      largest read, so unsent output per
-                              connection (echo/ack backpressure)       [65536]
+                              connection (echo/ack backpressure);
+                              4096 to 65536                            [65536]
       --linger SECS           how long unread input is drained after
                               the reply before closing                 [2]
       --shutdown-grace SECS   time in-flight requests get on SIGTERM   [5]
+  SECS may have a fraction: --idle-timeout takes 0.001 to 31536000 (a
+  year), --linger and --shutdown-grace 0 to 31536000.
 Service options:
-      --ack-reply TEXT        text ack adds after each 'I get it!'     [empty]
+      --ack-reply TEXT        text ack adds after each 'I get it!',
+                              at most 4096 bytes                       [empty]
       --time-epoch unix|1900  epoch of the 4-byte time                 [unix]
 Socket options:
-      --backlog N             listen() backlog                         [128]
+      --backlog N             listen() backlog; 1 to 65535             [128]
       --no-reuseaddr          leave SO_REUSEADDR off (on by default)
       --reuseport             SO_REUSEPORT (several daemons, one port)
       --keepalive             SO_KEEPALIVE on connections
       --nodelay               TCP_NODELAY on connections
-      --rcvbuf BYTES          SO_RCVBUF                                [system]
-      --sndbuf BYTES          SO_SNDBUF                                [system]
+      --rcvbuf BYTES          SO_RCVBUF; 1 to 1073741823               [system]
+      --sndbuf BYTES          SO_SNDBUF; 1 to 1073741823               [system]
       --bind-device IFACE     SO_BINDTODEVICE                          [none]
       --ipv6-only             IPV6_V6ONLY on IPv6 sockets              [dual-stack]
+  Linux caps --backlog at net.core.somaxconn and the buffers at
+  net.core.rmem_max/wmem_max.
 systemd:
       --activated NAME=SERVICE  the service of the passed socket NAME
                               (else NAME itself: FileDescriptorName=count)
@@ -146,28 +152,44 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "-V" | "--version" => return Ok(Parsed::Version),
             "--tcp" => instances.push(spec(Transport::Tcp, &value()?)?),
             "--udp" => instances.push(spec(Transport::Udp, &value()?)?),
-            "--max-line" => config.max_line = number(&flag, &value()?)?,
-            "--idle-timeout" => config.idle_timeout = seconds(&flag, &value()?)?,
-            "--max-connections" => config.max_connections = number(&flag, &value()?)?,
-            "--max-refusals" => config.max_refusals = number(&flag, &value()?)?,
-            "--max-output" => config.max_output = number(&flag, &value()?)?,
-            "--linger" => config.linger = seconds(&flag, &value()?)?,
-            "--shutdown-grace" => config.shutdown_grace = seconds(&flag, &value()?)?,
+            "--max-line" => config.max_line = ranges::MAX_LINE.parse(&flag, &value()?)?,
+            "--idle-timeout" => {
+                config.idle_timeout = ranges::IDLE_TIMEOUT.parse(&flag, &value()?)?
+            }
+            "--max-connections" => {
+                config.max_connections = ranges::MAX_CONNECTIONS.parse(&flag, &value()?)?
+            }
+            "--max-refusals" => {
+                config.max_refusals = ranges::MAX_REFUSALS.parse(&flag, &value()?)?
+            }
+            "--max-output" => config.max_output = ranges::MAX_OUTPUT.parse(&flag, &value()?)?,
+            "--linger" => config.linger = ranges::WAIT.parse(&flag, &value()?)?,
+            "--shutdown-grace" => config.shutdown_grace = ranges::WAIT.parse(&flag, &value()?)?,
             "--ack-reply" => config.ack_reply = value()?.into_bytes(),
             "--time-epoch" => {
                 config.time_epoch = Epoch::parse(&value()?)
                     .ok_or_else(|| format!("{flag}: expected unix or 1900"))?
             }
-            "--backlog" => config.sockets.backlog = number(&flag, &value()?)?,
+            "--backlog" => config.sockets.backlog = ranges::BACKLOG.parse(&flag, &value()?)?,
             "--no-reuseaddr" => config.sockets.reuse_address = false,
             "--reuseport" => config.sockets.reuse_port = true,
             "--keepalive" => config.sockets.keepalive = true,
             "--nodelay" => config.sockets.nodelay = true,
-            "--rcvbuf" => config.sockets.recv_buffer = Some(number(&flag, &value()?)?),
-            "--sndbuf" => config.sockets.send_buffer = Some(number(&flag, &value()?)?),
+            "--rcvbuf" => {
+                config.sockets.recv_buffer = Some(ranges::SOCKET_BUFFER.parse(&flag, &value()?)?)
+            }
+            "--sndbuf" => {
+                config.sockets.send_buffer = Some(ranges::SOCKET_BUFFER.parse(&flag, &value()?)?)
+            }
             "--bind-device" => config.sockets.bind_device = Some(value()?),
             "--ipv6-only" => config.sockets.ipv6_only = true,
-            "--activated" => config.activated.push(activated(&value()?)?),
+            "--activated" => {
+                let (name, service) = activated(&value()?)?;
+                if config.activated.iter().any(|(known, _)| *known == name) {
+                    return Err(format!("--activated: '{name}' is given twice"));
+                }
+                config.activated.push((name, service));
+            }
             _ => return Err(format!("unknown option '{flag}'")),
         }
     }
@@ -177,36 +199,32 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     Ok(Parsed::Run(Box::new(config)))
 }
 
-/// `NAME=SERVICE`: the service of the passed socket named NAME.
+/// `NAME=SERVICE`: the service of the passed socket named NAME (as `FileDescriptorName=`
+/// gives it: not empty, no `:`).
 fn activated(s: &str) -> Result<(String, Service), String> {
-    s.split_once('=')
-        .and_then(|(name, service)| Some((name.to_string(), Service::parse(service)?)))
-        .ok_or_else(|| {
-            format!("--activated: expected NAME=SERVICE (count, ack, echo, time), got '{s}'")
-        })
+    let expected =
+        || format!("--activated: expected NAME=SERVICE (count, ack, echo, time), got '{s}'");
+    let (name, service) = s.split_once('=').ok_or_else(expected)?;
+    if name.is_empty() {
+        return Err(format!("--activated: the NAME of '{s}' is empty"));
+    }
+    if name.contains(':') {
+        return Err(format!(
+            "--activated: NAME '{name}' holds ':', which no passed socket's name can"
+        ));
+    }
+    let service = Service::parse(service).ok_or_else(expected)?;
+    Ok((name.to_string(), service))
 }
 
 fn spec(transport: Transport, s: &str) -> Result<Instance, String> {
     Instance::parse(transport, s).map_err(|e| e.to_string())
 }
 
-fn number<T: FromStr>(flag: &str, s: &str) -> Result<T, String> {
-    s.parse()
-        .map_err(|_| format!("{flag}: '{s}' is not a whole number in range"))
-}
-
-/// Seconds, whole or decimal (`30`, `0.5`).
-fn seconds(flag: &str, s: &str) -> Result<Duration, String> {
-    s.parse::<f64>()
-        .ok()
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-        .filter(|d| d.as_secs() < 1 << 32)
-        .ok_or_else(|| format!("{flag}: '{s}' is not a number of seconds"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn run(args: &[&str]) -> Result<Config, String> {
         match parse(args.iter().map(OsString::from).collect())? {
@@ -238,8 +256,29 @@ mod tests {
                 ("clock".to_string(), Service::Time)
             ]
         );
-        let e = run(&["--activated", "web"]).unwrap_err();
-        assert!(e.contains("expected NAME=SERVICE"), "{e}");
+    }
+
+    #[test]
+    fn activated_refuses_empty_names_and_services_and_repeats() {
+        for (value, says) in [
+            (
+                "web",
+                "--activated: expected NAME=SERVICE (count, ack, echo, time), got 'web'",
+            ),
+            (
+                "web=",
+                "--activated: expected NAME=SERVICE (count, ack, echo, time), got 'web='",
+            ),
+            ("web=dns", "got 'web=dns'"),
+            ("=count", "--activated: the NAME of '=count' is empty"),
+            ("=", "--activated: the NAME of '=' is empty"),
+            ("a:b=count", "--activated: NAME 'a:b' holds ':'"),
+        ] {
+            let e = run(&["--activated", value]).unwrap_err();
+            assert!(e.contains(says), "{value}: {e}");
+        }
+        let e = run(&["--activated", "web=echo", "--activated", "web=time"]).unwrap_err();
+        assert_eq!(e, "--activated: 'web' is given twice");
     }
 
     #[test]
@@ -305,14 +344,136 @@ mod tests {
             (&["--tcp", "nope@:1"], "unknown service"),
             (&["--udp", "count@:1"], "tcp only"),
             (&["--max-line", "ten"], "--max-line: 'ten'"),
-            (&["--max-line", "0"], "--max-line must be from 1 to"),
-            (&["--idle-timeout", "-1"], "--idle-timeout: '-1'"),
+            (&["--max-line", "0"], "--max-line: '0' is out of range"),
+            (
+                &["--idle-timeout", "-1"],
+                "--idle-timeout: '-1' is out of range",
+            ),
+            (&["--tcp", "count@[127.0.0.1]:1"], "brackets are for IPv6"),
+            (&["--tcp", "count@::1:1"], "IPv6 addresses go in brackets"),
             (&["--time-epoch", "1980"], "expected unix or 1900"),
             (&["--tcp"], "missing argument"),
             (&["stray"], "unexpected argument 'stray'"),
         ] {
             let e = run(args).unwrap_err();
             assert!(e.contains(says), "{args:?}: {e}");
+        }
+    }
+
+    /// Each numeric flag, the text of its range, and values just inside it at both ends.
+    const NUMERIC: [(&str, &str, [&str; 2]); 10] = [
+        ("--max-line", "1 to 1073741824 bytes", ["1", "1073741824"]),
+        (
+            "--max-connections",
+            "1 to 1000000 connections",
+            ["1", "1000000"],
+        ),
+        ("--max-refusals", "0 to 10000 refusals", ["0", "10000"]),
+        ("--max-output", "4096 to 65536 bytes", ["4096", "65536"]),
+        ("--backlog", "1 to 65535", ["1", "65535"]),
+        ("--rcvbuf", "1 to 1073741823 bytes", ["1", "1073741823"]),
+        ("--sndbuf", "1 to 1073741823 bytes", ["1", "1073741823"]),
+        (
+            "--idle-timeout",
+            "0.001 to 31536000 s",
+            ["0.001", "31536000"],
+        ),
+        ("--linger", "0 to 31536000 s", ["0", "31536000"]),
+        ("--shutdown-grace", "0 to 31536000 s", ["0", "31536000"]),
+    ];
+
+    #[test]
+    fn numbers_at_both_ends_of_their_range_are_taken() {
+        for (flag, _, inside) in NUMERIC {
+            for value in inside {
+                run(&[flag, value]).unwrap_or_else(|e| panic!("{flag} {value}: {e}"));
+            }
+        }
+        let c = run(&[
+            "--max-line",
+            "1073741824",
+            "--rcvbuf",
+            "1073741823",
+            "--linger",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(c.max_line, 1 << 30);
+        assert_eq!(c.sockets.recv_buffer, Some(1_073_741_823));
+        assert_eq!(c.linger, Duration::ZERO);
+        let c = run(&["--max-refusals", "0", "--idle-timeout", "31536000"]).unwrap();
+        assert_eq!(c.max_refusals, 0);
+        assert_eq!(c.idle_timeout, Duration::from_secs(31_536_000));
+        assert_eq!(run(&["--backlog", "65535"]).unwrap().sockets.backlog, 65535);
+    }
+
+    /// Checks that `flag VALUE` is refused with `FLAG: 'VALUE' WHY` for each of `values`.
+    fn assert_refused<V: AsRef<str>>(flag: &str, values: &[V], why: &str) {
+        for value in values.iter().map(AsRef::as_ref) {
+            assert_eq!(run(&[flag, value]), Err(format!("{flag}: '{value}' {why}")));
+        }
+    }
+
+    #[test]
+    fn numbers_just_outside_their_range_are_usage_errors_naming_it() {
+        for (flag, range, inside) in NUMERIC {
+            let below_and_above = if range.ends_with(" s") {
+                let low = if inside[0] == "0" { "-0.001" } else { "0.0009" };
+                [low.to_string(), format!("{}.001", inside[1])]
+            } else {
+                let step = |v: &str, by: i64| (v.parse::<i64>().unwrap() + by).to_string();
+                [step(inside[0], -1), step(inside[1], 1)]
+            };
+            assert_refused(
+                flag,
+                &below_and_above,
+                &format!("is out of range ({range})"),
+            );
+        }
+    }
+
+    #[test]
+    fn negative_huge_and_infinite_numbers_are_out_of_range() {
+        for (flag, range, _) in NUMERIC {
+            let mut values = vec!["-1", "-5", "4294967296", "18446744073709551616"];
+            if range.ends_with(" s") {
+                values.extend(["1e300", "inf", "-inf", "infinity", "-0.5"]);
+            }
+            assert_refused(flag, &values, &format!("is out of range ({range})"));
+        }
+    }
+
+    #[test]
+    fn fractions_words_and_nan_are_not_numbers() {
+        for (flag, range, _) in NUMERIC {
+            let (kind, values) = if range.ends_with(" s") {
+                (
+                    "a number of seconds",
+                    &["NaN", "nan", "ten", "1s", "", "0x10"][..],
+                )
+            } else {
+                (
+                    "a whole number",
+                    &["1.5", "4096.0", "1e3", "ten", "", "nan", " 7"][..],
+                )
+            };
+            assert_refused(flag, values, &format!("is not {kind} ({range})"));
+        }
+    }
+
+    #[test]
+    fn the_help_states_every_range() {
+        for text in [
+            ranges::MAX_LINE.ends(),
+            ranges::MAX_CONNECTIONS.ends(),
+            ranges::MAX_REFUSALS.ends(),
+            ranges::MAX_OUTPUT.ends(),
+            ranges::BACKLOG.ends(),
+            ranges::SOCKET_BUFFER.ends(),
+            ranges::IDLE_TIMEOUT.ends(),
+            ranges::WAIT.ends(),
+        ] {
+            assert!(USAGE.contains(&text), "the help does not say {text}");
         }
     }
 

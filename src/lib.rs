@@ -18,8 +18,10 @@
 //!
 //! Map of the crate: `config` (what to serve, limits), `sockets` (socket set-up), `server`
 //! (the loop), `conn` (one connection's I/O), `session` (the protocols, without I/O), `udp`
-//! (the UDP services), `deadline` (timers), `cli` (the command line).
+//! (the UDP services), `deadline` (timers), `cli` (the command line), `args` (the ranges of its
+//! numbers).
 
+pub mod args;
 pub mod cli;
 pub mod client;
 pub mod config;

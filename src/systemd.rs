@@ -12,14 +12,15 @@
 //! binary runs under systemd and without it.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use log::{debug, warn};
 use sd_notify::NotifyState;
-use socket2::{Socket, Type};
+use socket2::{Domain, Socket, Type};
 
 use crate::config::{Service, Transport};
+use crate::sockets::reason;
 
 /// A socket handed over by the service manager, with the name it was given.
 #[derive(Debug)]
@@ -59,11 +60,14 @@ pub fn take_passed() -> io::Result<Vec<Passed>> {
 }
 
 /// Decides each passed socket's service: `map` (from `--activated NAME=SERVICE`) first, else
-/// the name itself. The socket is made non-blocking.
+/// the name itself. Each socket is checked first: it must be a TCP socket that listens
+/// (`Accept=no`) or a bound UDP socket, over IPv4 or IPv6. The socket is made non-blocking.
 pub fn assign(passed: Vec<Passed>, map: &[(String, Service)]) -> Result<Vec<Activated>, String> {
     passed
         .into_iter()
         .map(|p| {
+            let what = format!("passed socket '{}' (fd {})", p.name, p.socket.as_raw_fd());
+            let transport = transport_of(&p.socket).map_err(|why| format!("{what} {why}"))?;
             let service = map
                 .iter()
                 .find(|(name, _)| *name == p.name)
@@ -71,32 +75,19 @@ pub fn assign(passed: Vec<Passed>, map: &[(String, Service)]) -> Result<Vec<Acti
                 .or_else(|| Service::parse(&p.name))
                 .ok_or_else(|| {
                     format!(
-                        "passed socket '{}' has no service: name it count, ack, echo or time \
+                        "{what} has no service: name it count, ack, echo or time \
                          (FileDescriptorName=) or map it with --activated {}=SERVICE",
-                        p.name, p.name
+                        p.name
                     )
                 })?;
-            let kind = p.socket.r#type().map_err(|e| e.to_string())?;
-            let transport = if kind == Type::STREAM {
-                Transport::Tcp
-            } else if kind == Type::DGRAM {
-                Transport::Udp
-            } else {
-                return Err(format!("passed socket '{}' is neither TCP nor UDP", p.name));
-            };
-            if transport == Transport::Tcp && !p.socket.is_listener().unwrap_or(false) {
-                return Err(format!(
-                    "passed socket '{}' is not listening (use Accept=no in the socket unit)",
-                    p.name
-                ));
-            }
             if !service.runs_on(transport) {
                 return Err(format!(
-                    "passed socket '{}': {service} runs on tcp only",
-                    p.name
+                    "{what} is a datagram (UDP) socket, and {service} runs on tcp only"
                 ));
             }
-            p.socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+            p.socket
+                .set_nonblocking(true)
+                .map_err(|e| format!("{what} cannot be made non-blocking: {}", reason(&e)))?;
             Ok(Activated {
                 socket: p.socket,
                 transport,
@@ -104,6 +95,56 @@ pub fn assign(passed: Vec<Passed>, map: &[(String, Service)]) -> Result<Vec<Acti
             })
         })
         .collect()
+}
+
+/// The transport of a passed socket the daemon can serve; else what is wrong with it, as
+/// the end of a sentence that names the socket.
+fn transport_of(socket: &Socket) -> Result<Transport, String> {
+    let cannot = |what: &str, e: io::Error| match e.raw_os_error() {
+        Some(libc::ENOTSOCK) => "is not a socket".to_string(),
+        _ => format!("cannot be inspected ({what}: {})", reason(&e)),
+    };
+    let domain = socket.domain().map_err(|e| cannot("SO_DOMAIN", e))?;
+    if domain == Domain::UNIX {
+        return Err(
+            "is a Unix socket: only TCP and UDP sockets (IPv4 or IPv6) can be served".into(),
+        );
+    }
+    if domain != Domain::IPV4 && domain != Domain::IPV6 {
+        return Err(format!(
+            "is not an IPv4 or IPv6 socket (address family {}): only TCP and UDP sockets \
+             can be served",
+            libc::c_int::from(domain)
+        ));
+    }
+    let kind = socket.r#type().map_err(|e| cannot("SO_TYPE", e))?;
+    let transport = if kind == Type::STREAM {
+        Transport::Tcp
+    } else if kind == Type::DGRAM {
+        Transport::Udp
+    } else {
+        return Err("is neither a stream (TCP) nor a datagram (UDP) socket".into());
+    };
+    if transport == Transport::Tcp
+        && !socket
+            .is_listener()
+            .map_err(|e| cannot("SO_ACCEPTCONN", e))?
+    {
+        return Err(
+            "is a TCP socket that is not listening (use Accept=no in the socket unit)".into(),
+        );
+    }
+    // A listening TCP socket always has a port; a UDP socket only once bound.
+    if transport == Transport::Udp
+        && !socket
+            .local_addr()
+            .map_err(|e| cannot("getsockname", e))?
+            .as_socket()
+            .is_some_and(|addr| addr.port() != 0)
+    {
+        return Err("is a UDP socket bound to no port".into());
+    }
+    Ok(transport)
 }
 
 /// Tells the service manager how the daemon is doing (when there is one listening).
@@ -156,25 +197,36 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socket2::{Domain, Protocol};
+    use std::net::SocketAddr;
 
-    fn passed(name: &str, ty: Type, listen: bool) -> Passed {
-        let socket = Socket::new(Domain::IPV4, ty, None).unwrap();
-        socket
-            .bind(
-                &"127.0.0.1:0"
-                    .parse::<std::net::SocketAddr>()
-                    .unwrap()
-                    .into(),
-            )
-            .unwrap();
+    fn passed_as(name: &str, fd: impl Into<OwnedFd>) -> Passed {
+        Passed {
+            socket: Socket::from(fd.into()),
+            name: name.to_string(),
+        }
+    }
+
+    /// An IPv4 or IPv6 socket on loopback: bound when `bind`, listening when `listen`.
+    fn inet(name: &str, addr: &str, ty: Type, bind: bool, listen: bool) -> Passed {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let socket = Socket::new(Domain::for_address(addr), ty, None).unwrap();
+        if bind {
+            socket.bind(&addr.into()).unwrap();
+        }
         if listen {
             socket.listen(8).unwrap();
         }
-        Passed {
-            socket,
-            name: name.to_string(),
-        }
+        passed_as(name, socket)
+    }
+
+    fn passed(name: &str, ty: Type, listen: bool) -> Passed {
+        inet(name, "127.0.0.1:0", ty, true, listen)
+    }
+
+    /// What `assign` says of one socket, with its descriptor number.
+    fn refusal(p: Passed) -> (String, i32) {
+        let fd = p.socket.as_raw_fd();
+        (assign(vec![p], &[]).unwrap_err(), fd)
     }
 
     #[test]
@@ -183,19 +235,26 @@ mod tests {
             vec![
                 passed("count", Type::STREAM, true),
                 passed("time", Type::DGRAM, false),
+                inet("echo", "[::1]:0", Type::DGRAM, true, false),
             ],
             &[],
         )
         .unwrap();
+        let got: Vec<_> = got.iter().map(|a| (a.transport, a.service)).collect();
         assert_eq!(
-            (got[0].transport, got[0].service),
-            (Transport::Tcp, Service::Count)
+            got,
+            [
+                (Transport::Tcp, Service::Count),
+                (Transport::Udp, Service::Time),
+                (Transport::Udp, Service::Echo),
+            ]
         );
-        assert_eq!(
-            (got[1].transport, got[1].service),
-            (Transport::Udp, Service::Time)
-        );
-        assert!(got.iter().all(|a| a.socket.nonblocking().unwrap()));
+    }
+
+    #[test]
+    fn passed_sockets_are_made_non_blocking() {
+        let got = assign(vec![passed("count", Type::STREAM, true)], &[]).unwrap();
+        assert!(got[0].socket.nonblocking().unwrap());
     }
 
     #[test]
@@ -206,26 +265,71 @@ mod tests {
     }
 
     #[test]
-    fn unusable_sockets_are_refused_with_the_reason() {
+    fn unusable_inet_sockets_are_refused_naming_the_socket_and_the_reason() {
         for (p, says) in [
-            (passed("unknown", Type::STREAM, true), "has no service"),
-            (passed("count", Type::DGRAM, false), "tcp only"),
-            (passed("echo", Type::STREAM, false), "not listening"),
+            (
+                passed("unknown", Type::STREAM, true),
+                "has no service: name it count, ack, echo or time",
+            ),
+            (
+                passed("count", Type::DGRAM, false),
+                "is a datagram (UDP) socket, and count runs on tcp only",
+            ),
+            (
+                passed("echo", Type::STREAM, false),
+                "is a TCP socket that is not listening (use Accept=no in the socket unit)",
+            ),
+            (
+                inet("echo", "127.0.0.1:0", Type::DGRAM, false, false),
+                "is a UDP socket bound to no port",
+            ),
         ] {
-            let e = assign(vec![p], &[]).unwrap_err();
-            assert!(e.contains(says), "{e}");
+            let name = p.name.clone();
+            let (e, fd) = refusal(p);
+            assert!(
+                e.starts_with(&format!("passed socket '{name}' (fd {fd}) {says}")),
+                "{e}"
+            );
         }
-        let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4));
+    }
+
+    #[test]
+    fn unix_sockets_and_other_descriptors_are_refused_naming_the_socket() {
+        let dir = std::env::temp_dir().join(format!("oneloop-systemd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(dir.join("s")).unwrap();
+        let datagram = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let unix = "is a Unix socket: only TCP and UDP sockets (IPv4 or IPv6) can be served";
+        for (p, says) in [
+            (passed_as("count", listener), unix),
+            (passed_as("echo", datagram), unix),
+            (passed_as("time", file), "is not a socket"),
+        ] {
+            let name = p.name.clone();
+            let (e, fd) = refusal(p);
+            assert_eq!(e, format!("passed socket '{name}' (fd {fd}) {says}"));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sockets_of_other_types_and_families_are_refused() {
+        // Both need CAP_NET_RAW: where it is missing there is nothing to check.
+        let raw = Socket::new(Domain::IPV4, Type::RAW, Some(socket2::Protocol::ICMPV4));
         if let Ok(socket) = raw {
-            let e = assign(
-                vec![Passed {
-                    socket,
-                    name: "echo".into(),
-                }],
-                &[],
-            )
-            .unwrap_err();
-            assert!(e.contains("neither TCP nor UDP"), "{e}");
+            let (e, _) = refusal(passed_as("echo", socket));
+            assert!(
+                e.ends_with("is neither a stream (TCP) nor a datagram (UDP) socket"),
+                "{e}"
+            );
+        }
+        if let Ok(socket) = Socket::new(Domain::PACKET, Type::DGRAM, None) {
+            let (e, _) = refusal(passed_as("echo", socket));
+            assert!(
+                e.contains("is not an IPv4 or IPv6 socket (address family 17)"),
+                "{e}"
+            );
         }
     }
 }

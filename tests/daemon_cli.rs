@@ -200,6 +200,29 @@ fn usage_errors_exit_2_with_a_hint() {
         (&["--tcp", "bogus@:1"], "unknown service"),
         (&["--tcp", "count"], "expected SERVICE@[HOST]:PORT"),
         (&["--udp", "count@:1"], "count runs on tcp only"),
+        (
+            &["--tcp", "count@[127.0.0.1]:1"],
+            "brackets are for IPv6 addresses only: count@127.0.0.1:1",
+        ),
+        (
+            &["--tcp", "count@::1:1"],
+            "IPv6 addresses go in brackets: count@[::1]:1",
+        ),
+        (&["--tcp", "count@:65536"], "port: '65536' is out of range"),
+        (&["--activated", "=count"], "the NAME of '=count' is empty"),
+        (&["--activated", "web="], "expected NAME=SERVICE"),
+        (
+            &["--backlog", "-1"],
+            "--backlog: '-1' is out of range (1 to 65535)",
+        ),
+        (
+            &["--idle-timeout", "nan"],
+            "--idle-timeout: 'nan' is not a number of seconds",
+        ),
+        (
+            &["--max-connections", "1.5"],
+            "--max-connections: '1.5' is not a whole number (1 to 1000000 connections)",
+        ),
     ] {
         let run = run_to_end(args);
         assert_eq!(run.code, 2, "{args:?}; stderr:\n{}", run.stderr);
@@ -222,6 +245,23 @@ fn usage_errors_exit_2_with_a_hint() {
 }
 
 #[test]
+fn an_rcvbuf_past_what_the_kernel_takes_is_a_usage_error_not_the_minimum_buffer() {
+    // The size reaches the kernel as an `int`: 2^32 would become 0, which Linux raises to its
+    // smallest buffer.
+    let run = run_to_end(&["--tcp", "count@127.0.0.1:0", "--rcvbuf", "4294967296"]);
+    assert_eq!(run.code, 2, "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "oneloop: --rcvbuf: '4294967296' is out of range (1 to 1073741823 bytes)\n\
+             Try 'oneloop --help'."
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("listening on"), "{}", run.stderr);
+}
+
+#[test]
 fn help_exits_0_and_lists_every_flag() {
     for args in [&["--help"][..], &["-h"], &["serve", "--help"]] {
         let run = run_to_end(args);
@@ -232,6 +272,7 @@ fn help_exits_0_and_lists_every_flag() {
             "--max-line",
             "--idle-timeout",
             "--max-connections",
+            "--max-refusals",
             "--max-output",
             "--linger",
             "--shutdown-grace",

@@ -110,7 +110,34 @@ fn a_passed_socket_without_a_service_is_a_clear_start_failure() {
     assert!(
         p.seen
             .iter()
-            .any(|l| l.contains("passed socket 'web' has no service")),
+            .any(|l| l.contains("passed socket 'web' (fd 3) has no service")),
+        "{:?}",
+        p.seen
+    );
+}
+
+#[test]
+fn a_passed_unix_socket_is_a_start_failure_naming_it() {
+    if !have_socket_activate() {
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("oneloop-unix-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listen = format!("--listen={}", path.display());
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.args([&listen, "--fdname=count", "--", BIN])
+        .env("RUST_LOG", "info");
+    let mut p = Proc::spawn_cmd(&mut cmd);
+    p.wait_for("Listening on");
+    // Starting it takes a connection; the daemon refuses to run and exits 1.
+    let _ = std::os::unix::net::UnixStream::connect(&path);
+    assert_eq!(p.wait_exit(), 1, "{:?}", p.seen);
+    let _ = std::fs::remove_file(&path);
+    let want = "passed socket 'count' (fd 3) is a Unix socket: \
+                only TCP and UDP sockets (IPv4 or IPv6) can be served";
+    assert!(p.seen.iter().any(|l| l.contains(want)), "{:?}", p.seen);
+    assert!(
+        !p.seen.iter().any(|l| l.contains("event loop")),
         "{:?}",
         p.seen
     );

@@ -5,6 +5,10 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::time::Duration;
 
+use super::pacing::MAX_RATE;
+use crate::args::Range;
+use crate::config::ranges::MAX_SECS;
+
 /// The scenarios, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -99,10 +103,46 @@ const DEFAULT_UDP_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_LINE: &str = "hello, world";
 const DEFAULT_HOLD: Duration = Duration::from_secs(1);
 const DEFAULT_SIZE: usize = 64;
-/// The largest UDP payload over IPv4.
-const MAX_DATAGRAM: usize = 65_507;
 /// The longest `--line`.
 const MAX_LINE: usize = 1 << 20;
+
+/// `--connections` and `-n`: each is a descriptor, and Linux's default ceiling per process
+/// (`fs.nr_open`) is 1048576.
+const CONNECTIONS: Range<usize> = Range {
+    min: 1,
+    max: 1_000_000,
+    unit: "connections",
+};
+/// `--rate`.
+const RATE: Range<f64> = Range {
+    min: 0.001,
+    max: MAX_RATE,
+    unit: "per second",
+};
+/// `--duration` and `--timeout`: the loop's clock counts microseconds.
+const SPAN: Range<Duration> = Range {
+    min: Duration::from_micros(1),
+    max: MAX_SECS,
+    unit: "s",
+};
+/// `--hold` (0: complete them as soon as all are welcomed).
+const HOLD: Range<Duration> = Range {
+    min: Duration::ZERO,
+    max: MAX_SECS,
+    unit: "s",
+};
+/// `--size`: up to the largest UDP payload over IPv4.
+const SIZE: Range<usize> = Range {
+    min: 1,
+    max: 65_507,
+    unit: "bytes",
+};
+/// `--sources`: 127.0.0.1 to 127.0.0.254.
+const SOURCES: Range<u8> = Range {
+    min: 1,
+    max: 254,
+    unit: "addresses",
+};
 
 /// Parses `oneloop load ARGS` (without `load`). The error is a usage message.
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
@@ -155,21 +195,15 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help(Some(scenario))),
             "--json" => o.json = true,
-            "--timeout" => o.timeout = seconds(&flag, &text(&mut parser, &flag)?, false)?,
+            "--timeout" => o.timeout = SPAN.parse(&flag, &text(&mut parser, &flag)?)?,
             "--connections" if scenario != Scenario::Hold => {
-                o.connections = count(&flag, &text(&mut parser, &flag)?, usize::MAX)?
+                o.connections = CONNECTIONS.parse(&flag, &text(&mut parser, &flag)?)?
             }
             "--duration" if scenario != Scenario::Hold => {
-                o.duration = seconds(&flag, &text(&mut parser, &flag)?, false)?
+                o.duration = SPAN.parse(&flag, &text(&mut parser, &flag)?)?
             }
             "--rate" if scenario == Scenario::Count => {
-                let value = text(&mut parser, &flag)?;
-                let rate = value
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|r| r.is_finite() && *r > 0.0)
-                    .ok_or_else(|| format!("--rate takes a positive number, not {value:?}"))?;
-                o.rate = Some(rate);
+                o.rate = Some(RATE.parse(&flag, &text(&mut parser, &flag)?)?)
             }
             "--line" if tcp => {
                 let line = parser.value().map_err(|e| e.to_string())?.into_vec();
@@ -181,17 +215,16 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
                 o.line = line;
             }
             "-n" if scenario == Scenario::Hold => {
-                o.hold_count = count(&flag, &text(&mut parser, &flag)?, usize::MAX)?
+                o.hold_count = CONNECTIONS.parse(&flag, &text(&mut parser, &flag)?)?
             }
             "--hold" if scenario == Scenario::Hold => {
-                o.hold = seconds(&flag, &text(&mut parser, &flag)?, true)?
+                o.hold = HOLD.parse(&flag, &text(&mut parser, &flag)?)?
             }
             "--size" if scenario == Scenario::UdpEcho => {
-                o.size = count(&flag, &text(&mut parser, &flag)?, MAX_DATAGRAM)?
+                o.size = SIZE.parse(&flag, &text(&mut parser, &flag)?)?
             }
             "--sources" if tcp => {
-                let n = count(&flag, &text(&mut parser, &flag)?, 254)?;
-                o.sources = Some(u8::try_from(n).map_err(|e| e.to_string())?);
+                o.sources = Some(SOURCES.parse(&flag, &text(&mut parser, &flag)?)?)
             }
             _ => return Err(format!("{}: unknown option '{flag}'", scenario.name())),
         }
@@ -212,23 +245,6 @@ fn text(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
         .map_err(|_| format!("{flag}: the value is not valid UTF-8"))
 }
 
-/// A count from 1 to `max`.
-fn count(flag: &str, text: &str, max: usize) -> Result<usize, String> {
-    text.parse::<usize>()
-        .ok()
-        .filter(|n| (1..=max).contains(n))
-        .ok_or_else(|| format!("{flag} takes a whole number from 1 to {max}, not {text:?}"))
-}
-
-/// Seconds, fractions allowed: positive, or also zero when `zero_ok`.
-fn seconds(flag: &str, text: &str, zero_ok: bool) -> Result<Duration, String> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|s| *s > 0.0 || (zero_ok && *s == 0.0))
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .ok_or_else(|| format!("{flag} takes a number of seconds, not {text:?}"))
-}
-
 /// One option of the help text: the scenarios it is for, and its line.
 struct Flag {
     for_scenario: fn(Scenario) -> bool,
@@ -239,7 +255,7 @@ const FLAGS: [Flag; 11] = [
     Flag {
         for_scenario: |s| s != Scenario::Hold,
         text: "--connections C   connections (UDP: sockets) in flight, each replaced when\n                    \
-               it finishes; with --rate, the most in flight              [16]",
+               it finishes; with --rate, the most in flight; 1 to 1000000  [16]",
     },
     Flag {
         for_scenario: |s| s != Scenario::Hold,
@@ -253,7 +269,8 @@ const FLAGS: [Flag; 11] = [
     Flag {
         for_scenario: |s| s == Scenario::Count,
         text: "--rate R          count: open loop, R connections started a second, each\n                    \
-               one's latency counted from its scheduled start   [closed loop]",
+               one's latency counted from its scheduled start; R is\n                    \
+               0.001 to 1000000 (one start a microsecond)       [closed loop]",
     },
     Flag {
         for_scenario: |s| !s.is_udp(),
@@ -261,7 +278,7 @@ const FLAGS: [Flag; 11] = [
     },
     Flag {
         for_scenario: |s| s == Scenario::Hold,
-        text: "-n N              hold: connections to open and hold                  (required)",
+        text: "-n N              hold: connections to open and hold, 1 to 1000000   (required)",
     },
     Flag {
         for_scenario: |s| s == Scenario::Hold,
@@ -273,8 +290,9 @@ const FLAGS: [Flag; 11] = [
     },
     Flag {
         for_scenario: |s| !s.is_udp(),
-        text: "--sources N       count, hold: connect from 127.0.0.1 .. 127.0.0.N in turn,\n                    \
-               past one address's ephemeral ports (IPv4 loopback only)    [1]",
+        text: "--sources N       count, hold: connect from 127.0.0.1 .. 127.0.0.N in turn\n                    \
+               (N 1 to 254), past one address's ephemeral ports (IPv4\n                    \
+               loopback only)                                              [1]",
     },
     Flag {
         for_scenario: |_| true,
@@ -309,7 +327,9 @@ pub fn help(scenario: Option<Scenario>) -> String {
     }) {
         text += &format!("  {}\n", flag.text);
     }
-    text += "\nADDR is HOST:PORT. Latencies are in microseconds. A progress line shows on stderr\n\
+    text += "\nSECS may have a fraction: --duration and --timeout take 0.000001 to 31536000 (a\n\
+             year), --hold 0 to 31536000.\n\
+             ADDR is HOST:PORT. Latencies are in microseconds. A progress line shows on stderr\n\
              once a second when stderr is a terminal.\n\
              Exit status: 0 no request failed, 1 some failed (UDP losses do not count), 2 usage\n\
              error, 3 nothing could be done (the target never answered).\n";
@@ -406,6 +426,142 @@ mod tests {
         }
     }
 
+    /// A scenario that takes the flag, the flag, its range, values just inside it, and values
+    /// just outside it.
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        [&'static str; 2],
+        [&'static str; 2],
+    );
+    const NUMERIC: [Case; 8] = [
+        (
+            "count",
+            "--connections",
+            "1 to 1000000 connections",
+            ["1", "1000000"],
+            ["0", "1000001"],
+        ),
+        (
+            "hold",
+            "-n",
+            "1 to 1000000 connections",
+            ["1", "1000000"],
+            ["0", "1000001"],
+        ),
+        (
+            "udp-echo",
+            "--size",
+            "1 to 65507 bytes",
+            ["1", "65507"],
+            ["0", "65508"],
+        ),
+        (
+            "count",
+            "--sources",
+            "1 to 254 addresses",
+            ["1", "254"],
+            ["0", "255"],
+        ),
+        (
+            "count",
+            "--rate",
+            "0.001 to 1000000 per second",
+            ["0.001", "1000000"],
+            ["0.0009", "1000000.1"],
+        ),
+        (
+            "count",
+            "--duration",
+            "0.000001 to 31536000 s",
+            ["0.000001", "31536000"],
+            ["0.0000009", "31536000.001"],
+        ),
+        (
+            "udp-time",
+            "--timeout",
+            "0.000001 to 31536000 s",
+            ["0.000001", "31536000"],
+            ["0", "31536000.001"],
+        ),
+        (
+            "hold",
+            "--hold",
+            "0 to 31536000 s",
+            ["0", "31536000"],
+            ["-0.001", "31536000.001"],
+        ),
+    ];
+
+    /// `SCENARIO h:1 FLAG VALUE` (with `-n 1` for hold, unless the flag is `-n`).
+    fn with(scenario: &str, flag: &str, value: &str) -> Result<Options, String> {
+        let mut args = vec![scenario, "h:1", flag, value];
+        if scenario == "hold" && flag != "-n" {
+            args.extend(["-n", "1"]);
+        }
+        run(&args)
+    }
+
+    #[test]
+    fn numbers_at_both_ends_of_their_range_are_taken() {
+        for (scenario, flag, _, inside, _) in NUMERIC {
+            for value in inside {
+                with(scenario, flag, value).unwrap_or_else(|e| panic!("{flag} {value}: {e}"));
+            }
+        }
+        assert_eq!(with("count", "--rate", "1000000").unwrap().rate, Some(1e6));
+        assert_eq!(
+            with("count", "--sources", "254").unwrap().sources,
+            Some(254)
+        );
+        let o = with("count", "--duration", "0.000001").unwrap();
+        assert_eq!(o.duration, Duration::from_micros(1));
+        assert_eq!(with("hold", "-n", "1000000").unwrap().hold_count, 1_000_000);
+    }
+
+    /// Checks that `SCENARIO h:1 FLAG VALUE` is refused with `FLAG: 'VALUE' WHY` for each of
+    /// `values`.
+    fn assert_refused(scenario: &str, flag: &str, values: &[&str], why: &str) {
+        for value in values {
+            assert_eq!(
+                with(scenario, flag, value),
+                Err(format!("{flag}: '{value}' {why}"))
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_outside_their_range_are_usage_errors_naming_it() {
+        for (scenario, flag, range, _, outside) in NUMERIC {
+            let mut values = vec!["-1", "18446744073709551616"];
+            values.extend(outside);
+            if range.ends_with(" s") || range.ends_with("per second") {
+                values.extend(["1e300", "inf", "-inf"]);
+            }
+            assert_refused(
+                scenario,
+                flag,
+                &values,
+                &format!("is out of range ({range})"),
+            );
+        }
+    }
+
+    #[test]
+    fn fractions_words_and_nan_are_not_numbers() {
+        for (scenario, flag, range, _, _) in NUMERIC {
+            let (kind, values) = if range.ends_with(" s") {
+                ("a number of seconds", &["NaN", "soon", "", "1s"][..])
+            } else if range.ends_with("per second") {
+                ("a number", &["NaN", "fast", ""][..])
+            } else {
+                ("a whole number", &["1.5", "2.0", "1e3", "ten", ""][..])
+            };
+            assert_refused(scenario, flag, values, &format!("is not {kind} ({range})"));
+        }
+    }
+
     #[test]
     fn help_lists_the_options_of_the_scenario_asked_about() {
         let args = |a: &[&str]| parse(a.iter().map(OsString::from).collect()).unwrap();
@@ -416,6 +572,16 @@ mod tests {
         );
         let all = help(None);
         assert!(all.contains("--rate R") && all.contains("--size BYTES"));
+        for range in [
+            CONNECTIONS.ends(),
+            RATE.ends(),
+            SPAN.ends(),
+            HOLD.ends(),
+            SIZE.ends(),
+            SOURCES.ends(),
+        ] {
+            assert!(all.contains(&range), "the help does not say {range}");
+        }
         let hold = help(Some(Scenario::Hold));
         assert!(hold.contains("-n N") && hold.contains("--sources N"));
         assert!(!hold.contains("--rate") && !hold.contains("--size") && !hold.contains("udp-echo"));

@@ -14,6 +14,12 @@
 
 use super::time::{Micros, SECOND};
 
+/// The fastest schedule: one start a microsecond, as closely as the loop's clock can space
+/// them. Bounded so, a run of up to a year has at most 2^45 starts, which `u64` and the `f64`
+/// arithmetic of the schedule hold exactly; an unbounded rate (`1e300`) would make the count
+/// of starts saturate at `u64::MAX`, and every start not made be given up as timed out.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
 /// How connections are started.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Pacing {
@@ -39,8 +45,9 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// `rate` starts a second (positive) from `start` for `duration`, at most `cap` in flight;
-    /// starts still held back at `duration + grace` are given up.
+    /// `rate` starts a second (positive, at most [`MAX_RATE`]) from `start` for `duration`
+    /// (at most a year), at most `cap` in flight; starts still held back at
+    /// `duration + grace` are given up.
     pub fn new(rate: f64, start: Micros, duration: Micros, grace: Micros, cap: usize) -> Schedule {
         let total = (duration as f64 * rate / SECOND as f64).ceil() as u64;
         Schedule {
@@ -176,6 +183,18 @@ mod tests {
         assert!(s.intended(s.total - 1) < SECOND);
         // Fewer than one start a run still makes one.
         assert_eq!(Schedule::new(0.5, 0, SECOND, 0, 1).total, 1);
+    }
+
+    #[test]
+    fn the_fastest_schedule_over_the_longest_run_counts_every_start_exactly() {
+        let year = super::super::time::micros(crate::config::ranges::MAX_SECS);
+        let mut p = Pacing::Open(Schedule::new(MAX_RATE, 0, year, 0, 1));
+        assert_eq!(starts(&mut p, 0, 0), vec![0]);
+        assert_eq!(starts(&mut p, 1, 0), vec![1]);
+        assert_eq!(p.wake_at(1, 0), Some(2));
+        // Nothing else could start: every other start of the year is given up, one each.
+        assert_eq!(p.give_up(year), year - 2);
+        assert!(p.is_done(year));
     }
 
     #[test]
