@@ -55,7 +55,7 @@ macro_rules! whole_number {
     )*};
 }
 
-whole_number!(u8, u16, i32, usize);
+whole_number!(u8, u16, u32, i32, usize);
 
 /// A decimal number (`250`, `0.5`, `1e3`); NaN is not a number, an infinity is out of range.
 impl Number for f64 {

@@ -62,6 +62,9 @@ systemd:
   -V, --version               the version
 
 Logging: RUST_LOG=error|warn|info|debug|trace (default info), to stderr.
+Signals: SIGINT/SIGTERM drain for --shutdown-grace, then exit (a second one: at once);
+  SIGUSR1 logs the counters and the connections open; SIGHUP is logged and ignored;
+  SIGUSR2 is ignored.
 Exit status: 0 after SIGINT/SIGTERM, 1 when it cannot start, 2 for a usage error.
 ";
 

@@ -42,8 +42,9 @@ const WAKER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const FIRST_SOURCE: usize = 2;
 
-/// The shared read buffer of TCP connections.
-const READ_BUF: usize = 64 * 1024;
+/// The shared read buffer of TCP connections: as large as the largest `--max-output`, which
+/// is the most one read may take.
+const READ_BUF: usize = crate::config::ranges::MAX_OUTPUT.max;
 
 /// How long accepting stays paused after running out of file descriptors, unless a
 /// connection closes first.

@@ -43,9 +43,11 @@ mod text;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::OsStringExt;
-use std::str::FromStr;
 use std::time::Duration;
 
+use lexopt::ValueExt;
+
+use crate::args::{Number, Range};
 use crate::config::Epoch;
 use net::Waits;
 
@@ -161,9 +163,17 @@ enum Command {
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_TRIES: u32 = 3;
 /// The range of `--timeout` and `--deadline`, in seconds: a millisecond to a day.
-const SECONDS: (f64, f64) = (0.001, 86_400.0);
+const SECONDS: Range<Duration> = Range {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(86_400),
+    unit: "s",
+};
 /// The most `--tries`: with the default timeout, a wait of about 8 minutes.
-const MAX_TRIES: u32 = 100;
+const TRIES: Range<u32> = Range {
+    min: 1,
+    max: 100,
+    unit: "",
+};
 
 /// Runs `oneloop client ARGS`; returns the process exit code.
 pub fn run_cli(args: Vec<OsString>) -> u8 {
@@ -209,15 +219,10 @@ fn parse(args: Vec<OsString>) -> Result<Command, Failure> {
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(Some(client))),
-            Long("timeout") => timeout = seconds("--timeout", &parser.value()?.string()?)?,
-            Long("deadline") => deadline = Some(seconds("--deadline", &parser.value()?.string()?)?),
+            Long("timeout") => timeout = number(&SECONDS, "--timeout", &mut parser)?,
+            Long("deadline") => deadline = Some(number(&SECONDS, "--deadline", &mut parser)?),
             Long("tries") if client.may_use_udp() => {
-                tries = number(
-                    "--tries",
-                    &parser.value()?.string()?,
-                    |n| (1..=MAX_TRIES).contains(n),
-                    &format!("a whole number from 1 to {MAX_TRIES}"),
-                )?
+                tries = number(&TRIES, "--tries", &mut parser)?
             }
             Long("udp") if client == Client::Echo => udp = true,
             Long("tcp") if client == Client::Time => tcp = true,
@@ -274,25 +279,16 @@ fn parse(args: Vec<OsString>) -> Result<Command, Failure> {
     Ok(Command::Run(target, request))
 }
 
-/// Parses the value of a numeric flag: a `T` that is `allowed`, else a usage error that names
-/// the flag and says the `range`.
-fn number<T: FromStr>(
+/// The value of the numeric flag `flag`, when it is in `range`; else a usage error that names
+/// the flag and the range.
+fn number<T: Number>(
+    range: &Range<T>,
     flag: &str,
-    text: &str,
-    allowed: impl Fn(&T) -> bool,
-    range: &str,
+    parser: &mut lexopt::Parser,
 ) -> Result<T, Failure> {
-    text.parse()
-        .ok()
-        .filter(allowed)
-        .ok_or_else(|| Failure::Usage(format!("{flag} takes {range}, not {text:?}")))
-}
-
-/// Parses seconds within [`SECONDS`], fractions allowed (`0.5`).
-fn seconds(flag: &str, text: &str) -> Result<Duration, Failure> {
-    let (least, most) = SECONDS;
-    let range = format!("seconds from {least} to {most}");
-    number(flag, text, |secs| (least..=most).contains(secs), &range).map(Duration::from_secs_f64)
+    range
+        .parse(flag, &parser.value()?.string()?)
+        .map_err(Failure::Usage)
 }
 
 /// The `--help` text: for one client, or for all of them.
@@ -305,9 +301,9 @@ fn help(client: Option<Client>) -> String {
         let (args, what) = c.synopsis();
         text += &format!("  oneloop client {} {args}\n      {what}\n", c.name());
     }
-    let (least, most) = SECONDS;
     let kib = clients::REPLY_MAX / 1024;
     let timeout = DEFAULT_TIMEOUT.as_secs_f64();
+    let (seconds, tries) = (SECONDS.ends(), TRIES.ends());
     text += &format!(
         "\nADDR is HOST:PORT: localhost:51423, 192.0.2.7:7, [::1]:7.\n\
          options:\n  \
@@ -315,9 +311,9 @@ fn help(client: Option<Client>) -> String {
          --deadline SECS  longest time for all of them together, from the start (default none;\n                   \
          count does not count the wait for a line on stdin)\n  \
          --tries N        echo --udp, time: UDP requests sent before giving up\n                   \
-         (default {DEFAULT_TRIES}, at most {MAX_TRIES})\n  \
+         (default {DEFAULT_TRIES}, {tries})\n  \
          -h, --help       print this help\n\
-         SECS is {least} to {most}, fractions allowed.\n\
+         SECS is {seconds} s, fractions allowed.\n\
          count reads at most {kib} KiB of welcome and prompt, then {kib} KiB of reply; time --tcp\n\
          reads at most {kib} KiB. Past that the client stops reading and fails. raw and ack\n\
          print all that comes until EOF.\n\
