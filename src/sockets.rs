@@ -14,6 +14,7 @@ use crate::config::SocketOptions;
 /// A non-blocking TCP listener on `addr`, listening with the configured backlog.
 pub fn tcp_listener(addr: SocketAddr, opts: &SocketOptions) -> io::Result<mio::net::TcpListener> {
     let socket = configured(addr, Type::STREAM, Protocol::TCP, opts)?;
+    socket.set_reuse_address(opts.reuse_address)?;
     if opts.keepalive {
         socket.set_keepalive(true)?;
     }
@@ -25,7 +26,10 @@ pub fn tcp_listener(addr: SocketAddr, opts: &SocketOptions) -> io::Result<mio::n
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
-/// A non-blocking UDP socket bound to `addr`.
+/// A non-blocking UDP socket bound to `addr`, without SO_REUSEADDR: UDP has no TIME_WAIT for
+/// it to help with, and on Linux it would let any local user bind the same address and port
+/// and take the daemon's datagrams. SO_REUSEPORT (`--reuseport`) shares a port only between
+/// sockets of one user.
 pub fn udp_socket(addr: SocketAddr, opts: &SocketOptions) -> io::Result<mio::net::UdpSocket> {
     let socket = configured(addr, Type::DGRAM, Protocol::UDP, opts)?;
     socket.bind(&addr.into())?;
@@ -33,6 +37,7 @@ pub fn udp_socket(addr: SocketAddr, opts: &SocketOptions) -> io::Result<mio::net
 }
 
 /// Steps one and two: a non-blocking, close-on-exec socket with the options both kinds share.
+/// SO_REUSEADDR is not among them: TCP listeners only.
 fn configured(
     addr: SocketAddr,
     ty: Type,
@@ -41,7 +46,6 @@ fn configured(
 ) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
     socket.set_nonblocking(true)?;
-    socket.set_reuse_address(opts.reuse_address)?;
     if opts.reuse_port {
         socket.set_reuse_port(true)?;
     }
@@ -148,6 +152,23 @@ mod tests {
         };
         let off = tcp_listener("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
         assert!(!socket2::SockRef::from(&off).reuse_address().unwrap());
+    }
+
+    #[test]
+    fn udp_sockets_never_have_reuseaddr_and_keep_reuseport() {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let opts = SocketOptions::default();
+        assert!(opts.reuse_address, "on by default, for TCP listeners");
+        let plain = udp_socket(addr, &opts).unwrap();
+        assert!(!socket2::SockRef::from(&plain).reuse_address().unwrap());
+        let opts = SocketOptions {
+            reuse_port: true,
+            ..opts
+        };
+        let shared = udp_socket(addr, &opts).unwrap();
+        let s = socket2::SockRef::from(&shared);
+        assert!(!s.reuse_address().unwrap());
+        assert!(s.reuse_port().unwrap());
     }
 
     #[test]

@@ -116,3 +116,25 @@ fn the_daemon_goes_on_answering_after_drops() {
     assert_eq!(udp_ask(&s, d.addr(0), b"still here"), b"still here");
     assert!(udp_silent(&mirror, Duration::from_millis(200)));
 }
+
+#[test]
+fn no_other_socket_can_bind_the_daemons_udp_address() {
+    let d = start(&["udp:echo@127.0.0.1:0"]);
+    // SO_REUSEADDR on both sockets would let this one share the address and take datagrams.
+    let thief = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    thief.set_reuse_address(true).unwrap();
+    let err = thief.bind(&d.addr(0).into()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE), "{err}");
+    let s = udp_client(d.addr(0));
+    assert_eq!(udp_ask(&s, d.addr(0), b"mine"), b"mine");
+}
+
+#[test]
+fn reuseport_still_shares_a_udp_port_between_daemons() {
+    let reuse_port = |c: &mut oneloop::Config| c.sockets.reuse_port = true;
+    let first = start_with(&["udp:echo@127.0.0.1:0"], reuse_port);
+    let second = start_with(&[&format!("udp:echo@{}", first.addr(0))], reuse_port);
+    assert_eq!(second.addr(0), first.addr(0));
+    let s = udp_client(first.addr(0));
+    assert_eq!(udp_ask(&s, first.addr(0), b"shared"), b"shared");
+}
