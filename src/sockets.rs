@@ -3,10 +3,14 @@
 //! Options that a connection inherits from its listener on Linux (SO_KEEPALIVE, TCP_NODELAY,
 //! SO_RCVBUF, SO_SNDBUF) are set once on the listener, so accepting costs no extra system
 //! calls.
+//!
+//! Also two things asked of the host: its interfaces' broadcast addresses, and a higher
+//! open-file limit.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 
+use log::debug;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::SocketOptions;
@@ -93,6 +97,52 @@ pub fn reason(err: &io::Error) -> String {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
     }
+}
+
+/// The broadcast addresses of the host's IPv4 interfaces, sorted; empty when the system
+/// cannot list them. The daemon reads them once, when the first datagram arrives: interfaces
+/// set up later are not seen. A datagram from the broadcast address of one of those is still
+/// not answered, as the kernel refuses to send to a broadcast address without SO_BROADCAST,
+/// which the daemon never sets; it is counted as dropped, only without the loop guard's log
+/// line.
+pub fn interface_broadcasts() -> Vec<Ipv4Addr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list it allocated into `list`, freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        debug!(
+            "cannot list the interfaces' broadcast addresses: {}",
+            reason(&io::Error::last_os_error())
+        );
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    let mut at = list;
+    // SAFETY: each entry is valid until freeifaddrs; `ifa_next` is null after the last.
+    while let Some(ifa) = unsafe { at.as_ref() } {
+        at = ifa.ifa_next;
+        // With IFF_BROADCAST set, `ifa_ifu` is the broadcast address (else the peer's).
+        let (addr, brd) = (ifa.ifa_addr, ifa.ifa_ifu);
+        if ifa.ifa_flags & libc::IFF_BROADCAST as libc::c_uint == 0
+            || addr.is_null()
+            || brd.is_null()
+        {
+            continue;
+        }
+        // SAFETY: both point at sockaddrs, valid until freeifaddrs.
+        let families = unsafe { [(*addr).sa_family, (*brd).sa_family] };
+        if families.iter().any(|&f| i32::from(f) != libc::AF_INET) {
+            continue;
+        }
+        // SAFETY: an AF_INET sockaddr is a sockaddr_in.
+        let sin = unsafe { &*(brd as *const libc::sockaddr_in) };
+        found.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found.sort_unstable();
+    found.dedup();
+    debug!("interfaces' broadcast addresses: {found:?}");
+    found
 }
 
 /// Raises the soft open-file limit to the hard limit, so the daemon can hold as many
@@ -202,6 +252,14 @@ mod tests {
         assert!(s.reuse_port().unwrap());
         // Linux doubles the value it is given.
         assert!(s.recv_buffer_size().unwrap() >= 65536);
+    }
+
+    #[test]
+    fn the_interfaces_broadcast_addresses_are_listed_sorted() {
+        let found = interface_broadcasts();
+        assert!(found.windows(2).all(|w| w[0] < w[1]), "{found:?}");
+        // Loopback has no broadcast address.
+        assert!(!found.iter().any(|a| a.is_loopback()), "{found:?}");
     }
 
     #[test]
