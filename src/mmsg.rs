@@ -1,7 +1,7 @@
 //! Batched datagram I/O: one `recvmmsg` takes up to [`BATCH`] datagrams and one `sendmmsg`
-//! answers them, so a busy UDP service makes far fewer system calls than one
-//! `recvfrom`/`sendto` pair per datagram. `oneloop load` receives its UDP replies the same
-//! way. All the unsafe code of the UDP path is here.
+//! answers them (up to two more for each reply the kernel refuses), so a busy UDP service
+//! makes far fewer system calls than one `recvfrom`/`sendto` pair per datagram. `oneloop
+//! load` receives its UDP replies the same way. All the unsafe code of the UDP path is here.
 //!
 //! Each datagram has its own 64 KiB slot, so the largest one (65,507 bytes over IPv4) arrives
 //! whole. The slots are one zeroed allocation that the system maps lazily: a slot costs
@@ -143,15 +143,16 @@ impl Datagrams {
     }
 
     /// Answers the last batch: `decide` is shown each datagram with its sender and says what
-    /// goes back to that sender, if anything. The answers leave in one call, without blocking.
-    /// Returns how many answers there were and how many went (the rest found the send buffer
-    /// full, and are lost as UDP may lose them).
+    /// goes back to that sender, if anything. The answers leave without blocking, in one call
+    /// when every one is taken; a reply the kernel refuses (a firewall rule, a broadcast or
+    /// unroutable destination) is lost alone, and sending goes on with the replies after it.
+    /// No room to send (a full send buffer) loses the rest of the batch, as UDP may.
     pub fn answer<'a>(
         &mut self,
         fd: RawFd,
         received: usize,
         mut decide: impl FnMut(&[u8], Option<SocketAddr>) -> Option<Payload<'a>>,
-    ) -> (usize, io::Result<usize>) {
+    ) -> Answered {
         let mut k = 0;
         for i in 0..received.min(BATCH) {
             let datagram = self.payload(i);
@@ -169,23 +170,73 @@ impl Datagrams {
             h.msg_namelen = self.sender_lens[i];
             k += 1;
         }
-        if k == 0 {
-            return (0, Ok(0));
-        }
-        // SAFETY: the first k headers point at payloads (in the slots, or borrowed for 'a,
-        // which outlives this call) and at senders' addresses; the kernel only reads them.
-        let n = unsafe {
-            libc::sendmmsg(
-                fd,
-                self.send_hdrs.as_mut_ptr(),
-                k as _,
-                libc::MSG_DONTWAIT as _,
-            )
+        let mut answered = Answered {
+            replies: k,
+            ..Answered::default()
         };
-        if n < 0 {
-            return (k, Err(io::Error::last_os_error()));
+        let mut at = 0;
+        while at < k {
+            // SAFETY: at < k <= BATCH, so the headers from `at` on are the live ones; they
+            // point at payloads (in the slots, or borrowed for 'a, which outlives this call)
+            // and at senders' addresses; the kernel only reads them.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.send_hdrs.as_mut_ptr().add(at),
+                    (k - at) as _,
+                    libc::MSG_DONTWAIT as _,
+                )
+            };
+            let result = if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            };
+            let next = resume(at, k, &result);
+            match result {
+                Ok(n) => answered.sent += n,
+                Err(e) if next != Some(at) => answered.error = Some(e),
+                Err(_) => {}
+            }
+            match next {
+                Some(next) => at = next,
+                None => break,
+            }
         }
-        (k, Ok(n as usize))
+        answered
+    }
+}
+
+/// What came of answering a batch.
+#[derive(Debug, Default)]
+pub struct Answered {
+    /// The replies there were to send.
+    pub replies: usize,
+    /// How many of them the kernel took.
+    pub sent: usize,
+    /// Why the last reply that did not go was refused, when one did not.
+    pub error: Option<io::Error>,
+}
+
+/// Where sending goes on after a `sendmmsg` of replies `at..k` returned `result`, or `None`
+/// when the batch is done.
+///
+/// `sendmmsg` stops at the first reply that fails and returns how many went before it, or
+/// fails itself when the first one does (and then tells why). So a short count is followed by
+/// a call that starts at the failed reply and learns its error. A refusal that concerns that
+/// reply's destination alone (EPERM from a firewall rule, EACCES for a broadcast address,
+/// an unreachable network) loses that reply only, and the next call starts after it. No room
+/// to send (EAGAIN: the send buffer is full; ENOBUFS, ENOMEM: no memory for the packet) would
+/// refuse the rest as well: they are lost, as UDP may lose datagrams, rather than retried
+/// while the loop has other work. The normal case, a whole batch taken, costs one call.
+fn resume(at: usize, k: usize, result: &io::Result<usize>) -> Option<usize> {
+    match result {
+        Ok(n) if *n > 0 && at + n < k => Some(at + n),
+        Ok(_) => None,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Some(at),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM)) => None,
+        Err(_) => Some(at + 1).filter(|&next| next < k),
     }
 }
 
@@ -222,7 +273,7 @@ mod tests {
         b.send_to(b"more", to).unwrap();
         assert_eq!(d.receive(server.as_raw_fd()).unwrap(), 2);
         let mut shown = Vec::new();
-        let (k, sent) = d.answer(server.as_raw_fd(), 2, |datagram, from| {
+        let answered = d.answer(server.as_raw_fd(), 2, |datagram, from| {
             shown.push((datagram.to_vec(), from));
             if datagram == b"again" {
                 Some(Payload::Bytes(b"answer"))
@@ -230,7 +281,8 @@ mod tests {
                 Some(Payload::Same)
             }
         });
-        assert_eq!((k, sent.unwrap()), (2, 2));
+        assert_eq!((answered.replies, answered.sent), (2, 2));
+        assert!(answered.error.is_none());
         let (a_at, b_at) = (Some(a.local_addr().unwrap()), Some(b.local_addr().unwrap()));
         assert_eq!(shown, [(b"again".to_vec(), a_at), (b"more".to_vec(), b_at)]);
         let mut buf = [0u8; 16];
@@ -251,5 +303,77 @@ mod tests {
         let mut d = Datagrams::default();
         assert_eq!(d.receive(server.as_raw_fd()).unwrap(), 1);
         assert_eq!(d.sender(0), Some(c.local_addr().unwrap()));
+    }
+
+    #[test]
+    fn a_refused_reply_is_lost_alone_and_the_rest_of_the_batch_goes() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = server.local_addr().unwrap();
+        let clients: Vec<UdpSocket> = (0..4)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for (i, c) in clients.iter().enumerate() {
+            c.send_to(&[b'0' + i as u8], to).unwrap();
+        }
+        let mut d = Datagrams::default();
+        assert_eq!(d.receive(server.as_raw_fd()).unwrap(), 4);
+        // The second sender, as if it had been forged: the limited broadcast address, which
+        // the kernel refuses as a destination (EACCES: no SO_BROADCAST).
+        let forged = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 9u16.to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::MAX },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr_in.
+        unsafe { *(&mut d.senders[1] as *mut libc::sockaddr_storage).cast() = forged };
+        let answered = d.answer(server.as_raw_fd(), 4, |_, _| Some(Payload::Same));
+        assert_eq!((answered.replies, answered.sent), (4, 3));
+        let error = answered.error.expect("the refusal");
+        assert_eq!(error.raw_os_error(), Some(libc::EACCES));
+        let mut buf = [0u8; 4];
+        for (i, c) in clients.iter().enumerate().filter(|(i, _)| *i != 1) {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let (len, from) = c.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                (&buf[..len], from),
+                (&[b'0' + i as u8][..], to),
+                "client {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn after_a_failure_sending_resumes_past_the_refused_reply_only() {
+        let err = io::Error::from_raw_os_error;
+        // All taken: done, in one call.
+        assert_eq!(resume(0, 16, &Ok(16)), None);
+        assert_eq!(resume(5, 16, &Ok(11)), None);
+        // A short count: the next call starts at the reply that failed, to learn why.
+        assert_eq!(resume(0, 16, &Ok(3)), Some(3));
+        assert_eq!(resume(3, 16, &Ok(1)), Some(4));
+        // That reply's destination refused: only it is lost.
+        for refused in [
+            libc::EPERM,
+            libc::EACCES,
+            libc::ENETUNREACH,
+            libc::EHOSTUNREACH,
+        ] {
+            assert_eq!(
+                resume(3, 16, &Err(err(refused))),
+                Some(4),
+                "errno {refused}"
+            );
+            assert_eq!(resume(0, 1, &Err(err(refused))), None, "errno {refused}");
+        }
+        assert_eq!(resume(15, 16, &Err(err(libc::EPERM))), None);
+        // No room to send: the rest is lost.
+        for full in [libc::EAGAIN, libc::ENOBUFS, libc::ENOMEM] {
+            assert_eq!(resume(3, 16, &Err(err(full))), None, "errno {full}");
+        }
+        // A signal: the same reply again.
+        assert_eq!(resume(3, 16, &Err(err(libc::EINTR))), Some(3));
+        // A count of none cannot tell where to go on.
+        assert_eq!(resume(3, 16, &Ok(0)), None);
     }
 }

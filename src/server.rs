@@ -136,6 +136,8 @@ pub struct Server {
     instances: Vec<Instance>,
     sources: Vec<Source>,
     udp_ports: Vec<u16>,
+    /// The interfaces' broadcast addresses (read when the first datagram arrives).
+    broadcasts: Option<Vec<std::net::Ipv4Addr>>,
     drops: DropLog,
     conns: Slab<Conn>,
     /// Connections that count toward `--max-connections`.
@@ -278,6 +280,7 @@ impl Server {
             instances,
             sources,
             udp_ports,
+            broadcasts: None,
             drops: DropLog::default(),
             conns: Slab::new(),
             held: 0,
@@ -383,6 +386,7 @@ impl Server {
                 }
             }
         }
+        self.drops.finish();
         info!("{}", self.summary);
         Ok(self.summary)
     }
@@ -430,13 +434,20 @@ impl Server {
             return;
         };
         let batch = self.datagrams.get_or_insert_with(Box::default);
+        let guard = udp::Guard {
+            own_ports: &self.udp_ports,
+            broadcasts: self
+                .broadcasts
+                .get_or_insert_with(sockets::interface_broadcasts),
+        };
         let (tally, drained) = udp::serve(
             socket,
             &self.instances[source],
             batch,
             self.config.time_epoch,
-            &self.udp_ports,
+            guard,
             &mut self.drops,
+            self.clock,
         );
         self.summary.answered += tally.answered;
         self.summary.dropped += tally.dropped;
@@ -696,6 +707,7 @@ impl Server {
         if self.accept_paused_until.is_some_and(|at| at <= now) {
             self.resume_accepting(now);
         }
+        self.drops.flush(now);
     }
 
     fn on_signal(&mut self, signal: i32, now: Millis) {
@@ -759,7 +771,8 @@ impl Server {
     }
 
     /// The nearest time at which the loop has something to do without an event: a
-    /// connection's deadline, the end of the grace period, accepting again, or the watchdog.
+    /// connection's deadline, the end of the grace period, accepting again, the watchdog, or
+    /// the line for drops the drop log held back.
     fn next_due(&self) -> Option<Millis> {
         // Pairwise rather than over an array: the loop asks twice a pass, and this stays a
         // handful of compares.
@@ -770,8 +783,11 @@ impl Server {
             }
         }
         earlier(
-            earlier(self.timers.next(), self.drain_until),
-            earlier(self.accept_paused_until, self.watchdog_at),
+            earlier(
+                earlier(self.timers.next(), self.drain_until),
+                earlier(self.accept_paused_until, self.watchdog_at),
+            ),
+            self.drops.due(),
         )
     }
 

@@ -3,10 +3,14 @@
 //! Options that a connection inherits from its listener on Linux (SO_KEEPALIVE, TCP_NODELAY,
 //! SO_RCVBUF, SO_SNDBUF) are set once on the listener, so accepting costs no extra system
 //! calls.
+//!
+//! Also two things asked of the host: its interfaces' broadcast addresses, and a higher
+//! open-file limit.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 
+use log::debug;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::SocketOptions;
@@ -14,6 +18,7 @@ use crate::config::SocketOptions;
 /// A non-blocking TCP listener on `addr`, listening with the configured backlog.
 pub fn tcp_listener(addr: SocketAddr, opts: &SocketOptions) -> io::Result<mio::net::TcpListener> {
     let socket = configured(addr, Type::STREAM, Protocol::TCP, opts)?;
+    socket.set_reuse_address(opts.reuse_address)?;
     if opts.keepalive {
         socket.set_keepalive(true)?;
     }
@@ -25,7 +30,10 @@ pub fn tcp_listener(addr: SocketAddr, opts: &SocketOptions) -> io::Result<mio::n
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
-/// A non-blocking UDP socket bound to `addr`.
+/// A non-blocking UDP socket bound to `addr`, without SO_REUSEADDR: UDP has no TIME_WAIT for
+/// it to help with, and on Linux it would let any local user bind the same address and port
+/// and take the daemon's datagrams. SO_REUSEPORT (`--reuseport`) shares a port only between
+/// sockets of one user.
 pub fn udp_socket(addr: SocketAddr, opts: &SocketOptions) -> io::Result<mio::net::UdpSocket> {
     let socket = configured(addr, Type::DGRAM, Protocol::UDP, opts)?;
     socket.bind(&addr.into())?;
@@ -33,6 +41,7 @@ pub fn udp_socket(addr: SocketAddr, opts: &SocketOptions) -> io::Result<mio::net
 }
 
 /// Steps one and two: a non-blocking, close-on-exec socket with the options both kinds share.
+/// SO_REUSEADDR is not among them: TCP listeners only.
 fn configured(
     addr: SocketAddr,
     ty: Type,
@@ -41,7 +50,6 @@ fn configured(
 ) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
     socket.set_nonblocking(true)?;
-    socket.set_reuse_address(opts.reuse_address)?;
     if opts.reuse_port {
         socket.set_reuse_port(true)?;
     }
@@ -89,6 +97,52 @@ pub fn reason(err: &io::Error) -> String {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
     }
+}
+
+/// The broadcast addresses of the host's IPv4 interfaces, sorted; empty when the system
+/// cannot list them. The daemon reads them once, when the first datagram arrives: interfaces
+/// set up later are not seen. A datagram from the broadcast address of one of those is still
+/// not answered, as the kernel refuses to send to a broadcast address without SO_BROADCAST,
+/// which the daemon never sets; it is counted as dropped, only without the loop guard's log
+/// line.
+pub fn interface_broadcasts() -> Vec<Ipv4Addr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list it allocated into `list`, freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        debug!(
+            "cannot list the interfaces' broadcast addresses: {}",
+            reason(&io::Error::last_os_error())
+        );
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    let mut at = list;
+    // SAFETY: each entry is valid until freeifaddrs; `ifa_next` is null after the last.
+    while let Some(ifa) = unsafe { at.as_ref() } {
+        at = ifa.ifa_next;
+        // With IFF_BROADCAST set, `ifa_ifu` is the broadcast address (else the peer's).
+        let (addr, brd) = (ifa.ifa_addr, ifa.ifa_ifu);
+        if ifa.ifa_flags & libc::IFF_BROADCAST as libc::c_uint == 0
+            || addr.is_null()
+            || brd.is_null()
+        {
+            continue;
+        }
+        // SAFETY: both point at sockaddrs, valid until freeifaddrs.
+        let families = unsafe { [(*addr).sa_family, (*brd).sa_family] };
+        if families.iter().any(|&f| i32::from(f) != libc::AF_INET) {
+            continue;
+        }
+        // SAFETY: an AF_INET sockaddr is a sockaddr_in.
+        let sin = unsafe { &*(brd as *const libc::sockaddr_in) };
+        found.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found.sort_unstable();
+    found.dedup();
+    debug!("interfaces' broadcast addresses: {found:?}");
+    found
 }
 
 /// Raises the soft open-file limit to the hard limit, so the daemon can hold as many
@@ -151,6 +205,23 @@ mod tests {
     }
 
     #[test]
+    fn udp_sockets_never_have_reuseaddr_and_keep_reuseport() {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let opts = SocketOptions::default();
+        assert!(opts.reuse_address, "on by default, for TCP listeners");
+        let plain = udp_socket(addr, &opts).unwrap();
+        assert!(!socket2::SockRef::from(&plain).reuse_address().unwrap());
+        let opts = SocketOptions {
+            reuse_port: true,
+            ..opts
+        };
+        let shared = udp_socket(addr, &opts).unwrap();
+        let s = socket2::SockRef::from(&shared);
+        assert!(!s.reuse_address().unwrap());
+        assert!(s.reuse_port().unwrap());
+    }
+
+    #[test]
     fn ipv6_any_is_dual_stack_unless_ipv6_only() {
         let opts = SocketOptions::default();
         let Ok(dual) = udp_socket("[::]:0".parse().unwrap(), &opts) else {
@@ -181,6 +252,14 @@ mod tests {
         assert!(s.reuse_port().unwrap());
         // Linux doubles the value it is given.
         assert!(s.recv_buffer_size().unwrap() >= 65536);
+    }
+
+    #[test]
+    fn the_interfaces_broadcast_addresses_are_listed_sorted() {
+        let found = interface_broadcasts();
+        assert!(found.windows(2).all(|w| w[0] < w[1]), "{found:?}");
+        // Loopback has no broadcast address.
+        assert!(!found.iter().any(|a| a.is_loopback()), "{found:?}");
     }
 
     #[test]

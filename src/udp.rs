@@ -4,46 +4,62 @@
 //! Two echo-style servers pointed at each other bounce one datagram forever (CERT
 //! CA-1996-01). A datagram is dropped, never answered, when its source port is 0, a classic
 //! reflecting service, or one of this daemon's own UDP ports, or when its source address
-//! cannot be a single honest sender (unspecified, multicast, broadcast). The models are
-//! FreeBSD inetd's `check_loop`, NetBSD's `port_good_dg` and OpenBSD's `dg_badinput`.
+//! cannot be a single honest sender (unspecified, multicast, the limited broadcast address or
+//! the broadcast address of one of the host's interfaces). The models are FreeBSD inetd's
+//! `check_loop`, NetBSD's `port_good_dg` and OpenBSD's `dg_badinput`.
 //!
 //! Datagrams come and go in batches (`mmsg.rs`): one system call receives up to 16, one
-//! sends their answers.
+//! sends their answers (more only when the kernel refuses some of them).
 
 use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use log::{debug, info, trace};
 
 use crate::config::{Epoch, Instance, Service};
+use crate::deadline::{after, Clock, Millis, NEVER};
 use crate::logbytes::Escaped;
 use crate::mmsg::{Datagrams, Payload, BATCH};
 use crate::session::time_value;
 
-/// Why a datagram from `src` must not be answered, or `None` when it may be.
-/// `own_ports` are the ports of this daemon's UDP services.
-pub fn reflection_risk(src: SocketAddr, own_ports: &[u16]) -> Option<&'static str> {
-    let port = src.port();
-    if port == 0 {
-        return Some("source port 0");
-    }
-    // Services that answer whatever they receive: echo, discard, daytime, chargen, time.
-    if matches!(port, 7 | 9 | 13 | 19 | 37) {
-        return Some("source port of a reflecting service");
-    }
-    if own_ports.contains(&port) {
-        return Some("source port of one of our own services");
-    }
-    match src.ip().to_canonical() {
-        IpAddr::V4(ip) if ip.is_unspecified() => Some("unspecified source address"),
-        IpAddr::V4(ip) if ip.is_multicast() => Some("multicast source address"),
-        IpAddr::V4(ip) if ip == Ipv4Addr::BROADCAST => Some("broadcast source address"),
-        IpAddr::V6(ip) if ip.is_unspecified() => Some("unspecified source address"),
-        IpAddr::V6(ip) if ip.is_multicast() => Some("multicast source address"),
-        _ => None,
+/// What the loop guard knows of this daemon: the ports of its UDP services, and the
+/// broadcast addresses of the host's IPv4 interfaces (sorted, from
+/// [`crate::sockets::interface_broadcasts`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Guard<'a> {
+    pub own_ports: &'a [u16],
+    pub broadcasts: &'a [Ipv4Addr],
+}
+
+impl Guard<'_> {
+    /// Why a datagram from `src` must not be answered, or `None` when it may be.
+    pub fn reflection_risk(&self, src: SocketAddr) -> Option<&'static str> {
+        let port = src.port();
+        if port == 0 {
+            return Some("source port 0");
+        }
+        // Services that answer whatever they receive: echo, discard, daytime, chargen, time.
+        if matches!(port, 7 | 9 | 13 | 19 | 37) {
+            return Some("source port of a reflecting service");
+        }
+        if self.own_ports.contains(&port) {
+            return Some("source port of one of our own services");
+        }
+        match src.ip().to_canonical() {
+            IpAddr::V4(ip) if ip.is_unspecified() => Some("unspecified source address"),
+            IpAddr::V4(ip) if ip.is_multicast() => Some("multicast source address"),
+            IpAddr::V4(ip)
+                if ip == Ipv4Addr::BROADCAST || self.broadcasts.binary_search(&ip).is_ok() =>
+            {
+                Some("broadcast source address")
+            }
+            IpAddr::V6(ip) if ip.is_unspecified() => Some("unspecified source address"),
+            IpAddr::V6(ip) if ip.is_multicast() => Some("multicast source address"),
+            _ => None,
+        }
     }
 }
 
@@ -64,27 +80,107 @@ pub struct Tally {
     pub dropped: u64,
 }
 
-/// Remembers which sources already had a drop logged at `info`, so a storm logs once.
-/// Bounded: past `LIMIT` sources it forgets them all and starts again.
+/// The drop lines at `info`: the first drop from each source is logged there (the table of
+/// sources is bounded: past `LIMIT` it forgets them all and starts again), the rest at
+/// `debug`. The `info` lines are bounded as well, to `BUDGET` a window of `WINDOW` from the
+/// first of them: past that, first drops are logged at `debug` and counted, and when the
+/// window ends one `info` line says how many there were. So a flood from rotating sources
+/// costs a handful of lines a minute, and the daemon wakes up for that line only when
+/// something was held back.
 #[derive(Debug, Default)]
 pub struct DropLog {
     seen: HashSet<SocketAddr>,
+    window: Option<Window>,
+}
+
+/// The current window of `info` drop lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Window {
+    ends: Millis,
+    logged: u32,
+    held_back: u64,
 }
 
 impl DropLog {
     const LIMIT: usize = 1024;
+    const BUDGET: u32 = 10;
+    const WINDOW: Duration = Duration::from_secs(60);
 
-    fn log(&mut self, src: SocketAddr, why: &str, instance: &Instance) {
+    /// Logs a drop from `src`. `now` is asked for only when the drop may be logged at `info`
+    /// (its source is new, and the window holds nothing back yet), so neither a storm from
+    /// sources already logged nor one from rotating sources reads the clock for each drop.
+    fn log(
+        &mut self,
+        src: SocketAddr,
+        why: &str,
+        instance: &Instance,
+        now: impl FnOnce() -> Millis,
+    ) {
         if self.seen.len() >= Self::LIMIT {
             self.seen.clear();
         }
-        if self.seen.insert(src) {
+        if self.seen.insert(src) && self.admit(now) {
             info!(
                 "{instance}: dropped datagram from {src}: {why} (further drops from it at debug)"
             );
-        } else {
-            debug!("{instance}: dropped datagram from {src}: {why}");
+            return;
         }
+        debug!("{instance}: dropped datagram from {src}: {why}");
+    }
+
+    /// Counts the first drop from a new source into the window (opening one if none is
+    /// open): whether it may be logged at `info`.
+    fn admit(&mut self, now: impl FnOnce() -> Millis) -> bool {
+        if let Some(window) = self.window.as_mut().filter(|w| w.held_back > 0) {
+            // Open until the loop flushes it at its end (`due`): the time is not needed.
+            window.held_back += 1;
+            return false;
+        }
+        let now = now();
+        // One that has ended held nothing back: it closes without a line.
+        self.window = self.window.filter(|w| w.ends > now);
+        let window = self.window.get_or_insert(Window {
+            ends: after(now, Self::WINDOW),
+            logged: 0,
+            held_back: 0,
+        });
+        if window.logged < Self::BUDGET {
+            window.logged += 1;
+            true
+        } else {
+            window.held_back += 1;
+            false
+        }
+    }
+
+    /// When the loop must call [`DropLog::flush`]: the end of a window in which lines were
+    /// held back; `None` otherwise, so an idle daemon has no timer for it.
+    pub fn due(&self) -> Option<Millis> {
+        self.window.filter(|w| w.held_back > 0).map(|w| w.ends)
+    }
+
+    /// Closes the window if it has ended by `now`, with one `info` line for what it held back.
+    /// The loop calls it when [`DropLog::due`] comes.
+    pub fn flush(&mut self, now: Millis) {
+        if let Some(held_back) = self.close_window(now) {
+            let (secs, budget) = (Self::WINDOW.as_secs(), Self::BUDGET);
+            info!(
+                "dropped datagrams from {held_back} more new source(s) in the last {secs} s: not \
+                 logged one by one (at most {budget} such lines in {secs} s; all at debug)"
+            );
+        }
+    }
+
+    /// Closes the window whatever its time, as the daemon stops.
+    pub fn finish(&mut self) {
+        self.flush(NEVER);
+    }
+
+    /// Closes the window if it has ended by `now`: how many lines it held back, if any.
+    fn close_window(&mut self, now: Millis) -> Option<u64> {
+        let window = self.window.filter(|w| w.ends <= now)?;
+        self.window = None;
+        Some(window.held_back).filter(|&n| n > 0)
     }
 }
 
@@ -99,8 +195,9 @@ pub fn serve(
     instance: &Instance,
     batch: &mut Datagrams,
     epoch: Epoch,
-    own_ports: &[u16],
+    guard: Guard<'_>,
     drops: &mut DropLog,
+    clock: Clock,
 ) -> (Tally, bool) {
     let fd = socket.as_raw_fd();
     let mut tally = Tally::default();
@@ -120,7 +217,7 @@ pub fn serve(
             Service::Time => time_value(SystemTime::now(), epoch).to_be_bytes(),
             _ => [0; 4],
         };
-        let (k, sent) = batch.answer(fd, n, |datagram, src| {
+        let answered = batch.answer(fd, n, |datagram, src| {
             let Some(src) = src else {
                 tally.dropped += 1;
                 return None;
@@ -130,8 +227,8 @@ pub fn serve(
                 datagram.len(),
                 Escaped(datagram)
             );
-            if let Some(why) = reflection_risk(src, own_ports) {
-                drops.log(src, why, instance);
+            if let Some(why) = guard.reflection_risk(src) {
+                drops.log(src, why, instance, || clock.now());
                 tally.dropped += 1;
                 return None;
             }
@@ -142,13 +239,17 @@ pub fn serve(
             }
             payload
         });
-        let sent = sent.unwrap_or_else(|e| {
-            // A full send buffer or an unreachable sender: UDP may lose a reply.
-            debug!("{instance}: replies not sent: {e}");
-            0
-        });
-        tally.answered += sent as u64;
-        tally.dropped += (k - sent) as u64;
+        let lost = answered.replies - answered.sent;
+        if let Some(e) = &answered.error {
+            // Refused destinations, or a full send buffer: UDP may lose a reply.
+            debug!(
+                "{instance}: {lost} of {} replies not sent (the last: {})",
+                answered.replies,
+                crate::sockets::reason(e)
+            );
+        }
+        tally.answered += answered.sent as u64;
+        tally.dropped += lost as u64;
         if n < BATCH {
             // A short batch took everything that was waiting; a datagram that comes later
             // raises a new event.
@@ -166,10 +267,140 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn reflection_risk(src: SocketAddr, own_ports: &[u16]) -> Option<&'static str> {
+        let broadcasts = [];
+        let guard = Guard {
+            own_ports,
+            broadcasts: &broadcasts,
+        };
+        guard.reflection_risk(src)
+    }
+
     #[test]
     fn ordinary_senders_are_answered() {
         assert_eq!(reflection_risk(from("127.0.0.1:40000"), &[51423]), None);
         assert_eq!(reflection_risk(from("[::1]:40000"), &[51423]), None);
+    }
+
+    #[test]
+    fn the_broadcast_addresses_of_the_interfaces_are_dropped() {
+        let broadcasts = [
+            "10.77.0.255".parse().unwrap(),
+            "192.0.2.127".parse().unwrap(),
+        ];
+        let guard = Guard {
+            own_ports: &[],
+            broadcasts: &broadcasts,
+        };
+        for src in [
+            "10.77.0.255:4000",
+            "192.0.2.127:4000",
+            "[::ffff:10.77.0.255]:4000",
+        ] {
+            assert_eq!(
+                guard.reflection_risk(from(src)),
+                Some("broadcast source address"),
+                "{src}"
+            );
+        }
+        for src in ["10.77.0.254:4000", "10.77.1.255:4000", "192.0.2.255:4000"] {
+            assert_eq!(guard.reflection_risk(from(src)), None, "{src}");
+        }
+    }
+
+    fn instance() -> Instance {
+        Instance {
+            transport: crate::config::Transport::Udp,
+            service: Service::Echo,
+            addr: from("127.0.0.1:7777"),
+        }
+    }
+
+    /// A time for `log` that must not be read.
+    fn unread() -> Millis {
+        panic!("the clock was read for a source already logged")
+    }
+
+    #[test]
+    fn drop_lines_are_bounded_per_window_and_what_was_held_back_is_told() {
+        let mut log = DropLog::default();
+        let at = instance();
+        assert_eq!(log.due(), None);
+        let src = |n: u32| SocketAddr::from((Ipv4Addr::from(0x7f00_0000 + n), 7));
+        for n in 0..DropLog::BUDGET {
+            log.log(src(n), "why", &at, || 1_000);
+            // A source already logged never reads the clock.
+            log.log(src(n), "why", &at, unread);
+        }
+        // Within the budget nothing is held back: no timer.
+        assert_eq!(log.due(), None);
+        assert_eq!(log.window.map(|w| w.logged), Some(DropLog::BUDGET));
+        for n in 100..130 {
+            log.log(src(n), "why", &at, || 5_000);
+        }
+        let ends = 1_000 + 60_000;
+        assert_eq!(log.due(), Some(ends));
+        assert_eq!(log.window.map(|w| w.held_back), Some(30));
+        // Not before the window ends.
+        assert_eq!(log.close_window(ends - 1), None);
+        assert_eq!(log.close_window(ends), Some(30));
+        assert_eq!((log.window, log.due()), (None, None));
+        // The next new source opens a window of its own, and is logged.
+        log.log(src(500), "why", &at, || ends + 10);
+        assert_eq!(
+            log.window.map(|w| (w.ends, w.logged)),
+            Some((ends + 10 + 60_000, 1))
+        );
+    }
+
+    #[test]
+    fn a_window_that_held_nothing_back_ends_quietly() {
+        let mut log = DropLog::default();
+        log.log(from("127.0.0.9:7"), "why", &instance(), || 0);
+        assert_eq!(log.due(), None);
+        // Past its end, the next new source opens a window of its own.
+        log.log(from("127.0.0.10:7"), "why", &instance(), || 70_000);
+        assert_eq!(log.window.map(|w| (w.ends, w.logged)), Some((130_000, 1)));
+        assert_eq!(log.close_window(130_000), None);
+        assert_eq!(log.window, None);
+    }
+
+    #[test]
+    fn a_window_that_holds_lines_back_waits_for_its_flush_without_reading_the_clock() {
+        let mut log = DropLog::default();
+        let at = instance();
+        for n in 0..=DropLog::BUDGET {
+            log.log(
+                SocketAddr::from(([127, 1, 0, n as u8], 7)),
+                "why",
+                &at,
+                || 0,
+            );
+        }
+        assert_eq!(log.due(), Some(60_000));
+        // New sources past the budget are counted without the time, even once the window's
+        // end has passed: the loop's flush at `due` closes it.
+        for n in 0..50 {
+            log.log(SocketAddr::from(([127, 2, 0, n], 7)), "why", &at, unread);
+        }
+        assert_eq!(log.window.map(|w| (w.logged, w.held_back)), Some((10, 51)));
+        log.flush(60_000);
+        assert_eq!((log.window, log.due()), (None, None));
+        // The next one opens a new window.
+        log.log(from("127.3.0.1:7"), "why", &at, || 60_500);
+        assert_eq!(log.window.map(|w| (w.logged, w.held_back)), Some((1, 0)));
+    }
+
+    #[test]
+    fn the_source_table_stays_bounded() {
+        let mut log = DropLog::default();
+        for n in 0..5_000u32 {
+            let src = SocketAddr::from((Ipv4Addr::from(0x7f00_0000 + n), 7));
+            log.log(src, "why", &instance(), || 0);
+            assert!(log.seen.len() <= DropLog::LIMIT);
+        }
+        assert_eq!(log.window.map(|w| w.logged), Some(DropLog::BUDGET));
+        assert_eq!(log.window.map(|w| w.held_back), Some(5_000 - 10));
     }
 
     #[test]

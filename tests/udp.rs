@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use common::*;
@@ -115,4 +115,71 @@ fn the_daemon_goes_on_answering_after_drops() {
     let s = udp_client(d.addr(0));
     assert_eq!(udp_ask(&s, d.addr(0), b"still here"), b"still here");
     assert!(udp_silent(&mirror, Duration::from_millis(200)));
+}
+
+#[test]
+fn drops_from_rotating_sources_log_a_bounded_number_of_lines() {
+    let mut p = Proc::spawn(&["--udp", "echo@127.0.0.1:0"], "info");
+    let to = p.listening(1)[0];
+    let ok = udp_client(to);
+    const SOURCES: u32 = 3000;
+    let first = u32::from(Ipv4Addr::new(127, 1, 0, 1));
+    for n in 0..SOURCES {
+        // A new loopback address each time, sending from the daemon's own port.
+        let s = UdpSocket::bind((Ipv4Addr::from(first + n), to.port())).unwrap();
+        s.send_to(b"loop?", to).unwrap();
+        if n % 100 == 99 {
+            // Paced so the socket's buffer never overflows: the daemon answers in order, so
+            // it has taken every datagram sent before this one.
+            assert_eq!(udp_ask(&ok, to, b"paced"), b"paced");
+        }
+    }
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(), 0, "stderr:\n{}", p.seen.join("\n"));
+    p.wait_for(&format!("dropped {SOURCES}"));
+    let logged = p
+        .seen
+        .iter()
+        .filter(|l| l.contains("dropped datagram from"))
+        .count() as u64;
+    let held_back: Vec<u64> = p
+        .seen
+        .iter()
+        .filter_map(|l| {
+            l.split_once("dropped datagrams from ")?
+                .1
+                .split_once(" more new source")
+        })
+        .map(|(n, _)| n.parse().expect("a count of sources"))
+        .collect();
+    // Ten lines a window at most, and one line for what each window held back (a window is
+    // a minute: this run takes one, unless the machine is very slow).
+    assert!(!held_back.is_empty(), "no line for the drops held back");
+    assert!(
+        logged <= 10 * (held_back.len() as u64 + 1),
+        "{logged} drop lines at info"
+    );
+    assert_eq!(logged + held_back.iter().sum::<u64>(), u64::from(SOURCES));
+}
+
+#[test]
+fn no_other_socket_can_bind_the_daemons_udp_address() {
+    let d = start(&["udp:echo@127.0.0.1:0"]);
+    // SO_REUSEADDR on both sockets would let this one share the address and take datagrams.
+    let thief = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    thief.set_reuse_address(true).unwrap();
+    let err = thief.bind(&d.addr(0).into()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE), "{err}");
+    let s = udp_client(d.addr(0));
+    assert_eq!(udp_ask(&s, d.addr(0), b"mine"), b"mine");
+}
+
+#[test]
+fn reuseport_still_shares_a_udp_port_between_daemons() {
+    let reuse_port = |c: &mut oneloop::Config| c.sockets.reuse_port = true;
+    let first = start_with(&["udp:echo@127.0.0.1:0"], reuse_port);
+    let second = start_with(&[&format!("udp:echo@{}", first.addr(0))], reuse_port);
+    assert_eq!(second.addr(0), first.addr(0));
+    let s = udp_client(first.addr(0));
+    assert_eq!(udp_ask(&s, first.addr(0), b"shared"), b"shared");
 }
