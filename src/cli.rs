@@ -42,7 +42,8 @@ Service options:
       --time-epoch unix|1900  epoch of the 4-byte time                 [unix]
 Socket options:
       --backlog N             listen() backlog; 1 to 65535             [128]
-      --no-reuseaddr          leave SO_REUSEADDR off (on by default)
+      --no-reuseaddr          leave SO_REUSEADDR off on TCP listeners
+                              (on by default; never on UDP sockets)
       --reuseport             SO_REUSEPORT (several daemons, one port)
       --keepalive             SO_KEEPALIVE on connections
       --nodelay               TCP_NODELAY on connections

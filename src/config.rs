@@ -222,7 +222,7 @@ impl Epoch {
 pub struct SocketOptions {
     /// `listen()` backlog.
     pub backlog: i32,
-    /// SO_REUSEADDR (on unless `--no-reuseaddr`).
+    /// SO_REUSEADDR on TCP listeners (on unless `--no-reuseaddr`); UDP sockets never get it.
     pub reuse_address: bool,
     /// SO_REUSEPORT.
     pub reuse_port: bool,
