@@ -27,7 +27,7 @@ fn count_session(c: &mut Criterion) {
     c.bench_function("count session: welcome, `hello, world`, reply", |b| {
         b.iter(|| {
             out.clear();
-            let mut session =
+            let (mut session, _) =
                 Session::open(Service::Count, black_box(peer), now, Epoch::Unix, &mut out);
             session.on_data(black_box(b"hello, world\n"), &settings, &mut out);
             black_box(&out);

@@ -2,28 +2,34 @@
 //! deadline. [`Conn::pump`] moves bytes between the socket and the session until the socket
 //! would block; it never blocks and never waits.
 //!
-//! The life of a connection:
+//! The life of a connection is one [`State`], changed only by `Conn::set_state` (which traces
+//! every change):
 //! ```text
-//!   Serving ── session finished, output sent ──► shutdown(Write) ──► Lingering ── EOF ──► closed
-//!      │  │                                          ▲                    │
-//!      │  └─ deadline: count's message ──► TimedOut ─┘ (message sent)     └─ linger deadline ──► closed
-//!      │                                      └─ linger deadline, message unsent ──► closed
-//!      ├── deadline: echo/ack, or last words still unsent ──► closed (unsent output dropped)
-//!      └── client had already sent EOF: close at once ──► closed
+//!   Serving ── the session answers ──► Answered ── last words out ──┬─► closed (client's EOF read)
+//!      │                                  │                         └─► Lingering ── EOF ──► closed
+//!      │                                  └─ deadline: closed, unsent output dropped     │
+//!      ├─ deadline, count: its message ──► TimedOut ── message out ──► Lingering     linger deadline
+//!      │                                      └─ linger deadline ──► closed              ▼
+//!      └─ deadline, echo/ack ──► closed (unsent output dropped)                        closed
 //! ```
 //! Every deadline moves the connection on: out of `Serving` for good, or closed. So a client
 //! that stops reading cannot hold its slot, and one connection times out at most once.
+//!
 //! Lingering is the graceful close: after the reply the write side is shut down (the client
 //! sees EOF after the reply) and whatever the client still sends is read and thrown away
 //! until its EOF. Closing a socket with unread input would make the kernel answer with a
-//! reset, which can destroy a reply the client has not read yet. When the poll has already
-//! reported the client's EOF (it half-closed after its request), the shutdown is skipped:
-//! reading up to that EOF and closing sends the same FIN one system call sooner.
+//! reset, which can destroy a reply the client has not read yet. What to do once the last
+//! words are out, and what each read while lingering means, are the pure functions
+//! [`after_last_words`] and [`linger_read`].
 //!
 //! Backpressure: the connection reads only while it holds no unsent output, so it holds at
 //! most one read's answer (at most `--max-output` bytes, plus `ack`'s text). A client that
 //! sends but never reads fills the kernel's buffers and then simply waits.
+//!
+//! The socket is anything that implements [`Io`]: the real `mio` stream, or a scripted one in
+//! tests that returns `WouldBlock`, short reads and writes, and errors wherever it is told to.
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::Duration;
@@ -37,16 +43,146 @@ use crate::deadline::{after, Deadline, Kind, Millis};
 use crate::logbytes::Escaped;
 use crate::session::{Session, Settings, Step};
 
-/// Where the connection is in its life.
+/// The socket operations a connection makes.
+pub trait Io {
+    /// One read into `buf`; `Ok(0)` is the client's EOF.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// One write of `buf`. With `more`, the kernel may hold the bytes back for what follows at
+    /// once (our FIN), so both leave in one segment.
+    fn write(&mut self, buf: &[u8], more: bool) -> io::Result<usize>;
+    /// Shuts down the write side: the client reads EOF after what was sent.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl Io for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(self, buf)
+    }
+
+    fn write(&mut self, buf: &[u8], more: bool) -> io::Result<usize> {
+        if more {
+            SockRef::from(&*self).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+        } else {
+            Write::write(self, buf)
+        }
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+/// What the client's half of the connection has said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// The session is running (or its last words are being written).
+pub enum Input {
+    /// More may come.
+    Open,
+    /// The poll reported the client's FIN: what is queued before it is all that will come.
+    FinReported,
+    /// The client's EOF was read (or is known to follow what was read: see [`Got`]).
+    Ended,
+}
+
+/// Where a connection is in its life (the diagram at the top of this file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// The session is running: what the client sends goes to it, its answers go out.
     Serving,
-    /// The deadline passed and the session said why (`count`'s timeout message): the words
-    /// have `--linger` to go out, then the close is the lingering one.
+    /// The session has said everything; its last words are going out. The deadline is still
+    /// the session's.
+    Answered,
+    /// The deadline passed and the session said why (`count`'s message): the words have
+    /// `--linger` to go out.
     TimedOut,
-    /// The write side is shut; unread input is drained until EOF or the linger deadline.
-    Lingering,
+    /// The last words are out, and our FIN too when `fin_sent` (else the client's FIN was
+    /// reported, and ours goes with the close). What the client still sends is read and
+    /// thrown away until its EOF or the linger deadline.
+    Lingering { fin_sent: bool },
+    /// Finished: the socket closes when the entry leaves the slab after the event batch.
+    Closed,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Serving => "serving",
+            State::Answered => "answered",
+            State::TimedOut => "timed out",
+            State::Lingering { fin_sent: true } => "lingering (our FIN sent)",
+            State::Lingering { fin_sent: false } => "lingering (reading up to the client's FIN)",
+            State::Closed => "closed",
+        })
+    }
+}
+
+/// What one read brought, with the poll's report of the client's FIN taken into account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Got {
+    /// Bytes; more may follow.
+    Data(usize),
+    /// Bytes, and then the client's EOF: the poll had reported its FIN before the read began
+    /// and the read came back short, so it took everything before the FIN. One more read
+    /// would only return 0.
+    DataThenEof(usize),
+    /// The read returned 0: the client's EOF.
+    Eof,
+    /// `WouldBlock`: nothing until the poll reports more.
+    Nothing,
+}
+
+/// What a read of `n` bytes into room for `limit` means, given what the client has said.
+pub fn got(n: usize, limit: usize, input: Input) -> Got {
+    match n {
+        0 => Got::Eof,
+        n if input == Input::FinReported && n < limit => Got::DataThenEof(n),
+        n => Got::Data(n),
+    }
+}
+
+/// How the connection closes once its last words are out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// The client's EOF was read: nothing is left unread, so the close cannot cost the
+    /// client its reply. Close now; the close sends our FIN.
+    CloseNow,
+    /// Linger: read and drop the client's input until its EOF, shutting down our write side
+    /// first when `shutdown` (so the client sees EOF after the reply). When the client's FIN
+    /// was already reported, the shutdown is skipped: the reads reach its EOF at once, and
+    /// the close that follows sends our FIN, one system call sooner.
+    Linger { shutdown: bool },
+}
+
+/// The close decision once the last words are out.
+pub fn after_last_words(input: Input) -> Finish {
+    match input {
+        Input::Ended => Finish::CloseNow,
+        Input::FinReported => Finish::Linger { shutdown: false },
+        Input::Open => Finish::Linger { shutdown: true },
+    }
+}
+
+/// What a lingering connection does after a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Linger {
+    /// The client's EOF came: close.
+    Close,
+    /// Input was thrown away; read again.
+    Drain,
+    /// Nothing to read, and the client's FIN was reported but is not here after all: shut
+    /// down our write side now, then wait.
+    SendFin,
+    /// Nothing to read: wait for the poll.
+    Wait,
+}
+
+/// The decision after a read while lingering (`fin_sent`: our write side is shut down).
+pub fn linger_read(got: Got, fin_sent: bool) -> Linger {
+    match got {
+        Got::Eof | Got::DataThenEof(_) => Linger::Close,
+        Got::Data(_) => Linger::Drain,
+        Got::Nothing if fin_sent => Linger::Wait,
+        Got::Nothing => Linger::SendFin,
+    }
 }
 
 /// What a pump left the connection as.
@@ -61,7 +197,7 @@ pub enum Status {
 }
 
 /// How many reads or writes one pump may do before yielding, so a fast client cannot starve
-/// the others.
+/// the others. (This is one of the places that stop before `WouldBlock`: see `server.rs`.)
 const TURN: usize = 32;
 
 /// The loop's shared buffers and settings, lent to a connection while it is pumped.
@@ -78,92 +214,69 @@ pub struct Cx<'a> {
     pub now: Millis,
 }
 
-/// One TCP connection.
+/// One TCP connection over a socket `S`.
 #[derive(Debug)]
-pub struct Conn {
-    pub stream: TcpStream,
+pub struct Conn<S = TcpStream> {
+    io: S,
     pub session: Session,
     /// When something must happen without an event, and what kind of wait that is.
     pub deadline: Option<Deadline>,
     /// Output the socket did not take yet; holds no allocation while empty.
     unsent: Vec<u8>,
-    phase: Phase,
-    /// The client sent EOF and it was read.
-    read_eof: bool,
-    /// The poll reported the client's EOF (input before it may still wait to be read).
-    peer_fin: bool,
-    /// Our write side is shut down.
-    write_shut: bool,
-    /// Whether the poll was asked for WRITABLE too (kept so that interest changes, which
-    /// cost a system call, happen only when output starts or stops waiting).
-    writable_registered: bool,
-    /// Whether the connection counts toward `--max-connections` (a refused one does not).
-    pub counted: bool,
-    /// Closed, and waiting for the end of the event batch to leave the slab.
-    pub closed: bool,
+    state: State,
+    input: Input,
+    /// What the poll was last told to report (WRITABLE only while output waits, so a
+    /// change costs a system call only when output starts or stops waiting).
+    interest: Interest,
 }
 
-impl Conn {
-    /// A new connection whose session has written its first words into `cx.out`; they are
-    /// sent at once (a fresh socket has room), and only what does not fit is kept.
+impl<S: Io> Conn<S> {
+    /// A new connection whose session has written its first words into `cx.out` (`opened`
+    /// is what the session said its state is); they are sent at once (a fresh socket has
+    /// room), and only what does not fit is kept.
     pub fn open(
-        stream: TcpStream,
+        key: usize,
+        io: S,
         session: Session,
-        counted: bool,
+        opened: Step,
         cx: &mut Cx,
-    ) -> io::Result<Conn> {
+    ) -> io::Result<Self> {
         let mut conn = Conn {
-            stream,
+            io,
             session,
             deadline: None,
             unsent: Vec::new(),
-            phase: Phase::Serving,
-            read_eof: false,
-            peer_fin: false,
-            write_shut: false,
-            writable_registered: false,
-            counted,
-            closed: false,
+            state: State::Serving,
+            input: Input::Open,
+            interest: Interest::READABLE,
         };
         conn.set_deadline(Kind::Request, after(cx.now, cx.idle_timeout));
-        conn.send(cx.out, &mut false)?;
+        if opened != Step::NeedMore {
+            conn.set_state(key, State::Answered, "everything is said at once");
+        }
+        conn.send(key, cx.out, &mut false)?;
         Ok(conn)
     }
 
-    pub fn phase(&self) -> Phase {
-        self.phase
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Whether this is a busy refusal rather than a served connection.
+    pub fn is_refusal(&self) -> bool {
+        self.session.is_refusal()
     }
 
     /// The poll says the client will send nothing more after what is queued.
     pub fn on_peer_fin(&mut self) {
-        self.peer_fin = true;
-    }
-
-    /// Registers the socket: READABLE, and WRITABLE too while output waits.
-    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        self.writable_registered = !self.unsent.is_empty();
-        let interest = self.interest();
-        registry.register(&mut self.stream, token, interest)
-    }
-
-    /// Tells the poll about a change in whether output waits (rare: only when the socket's
-    /// send buffer fills, and when it drains again).
-    pub fn update_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        if self.writable_registered == self.unsent.is_empty() {
-            self.writable_registered = !self.unsent.is_empty();
-            let interest = self.interest();
-            trace!("{token:?}: interest now {interest:?}");
-            registry.reregister(&mut self.stream, token, interest)?;
+        if self.input == Input::Open {
+            self.input = Input::FinReported;
         }
-        Ok(())
     }
 
-    fn interest(&self) -> Interest {
-        if self.writable_registered {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        }
+    /// Marks the connection closed, for `why`.
+    pub fn close(&mut self, key: usize, why: &str) {
+        self.set_state(key, State::Closed, why);
     }
 
     /// Does all the I/O the connection can do now.
@@ -171,9 +284,10 @@ impl Conn {
         let mut moved = false;
         let status = self.pump_turn(key, cx, &mut moved).unwrap_or_else(|e| {
             cx.out.clear();
+            trace!("conn {key}: {}", crate::sockets::reason(&e));
             Status::Closed(closed_by(&e))
         });
-        if moved && self.phase == Phase::Serving && self.session.activity_extends_deadline() {
+        if moved && self.state == State::Serving && self.session.activity_extends_deadline() {
             self.set_deadline(Kind::Request, after(cx.now, cx.idle_timeout));
         }
         status
@@ -182,39 +296,45 @@ impl Conn {
     /// The connection's deadline passed. It always moves the connection on: a `Serving`
     /// connection leaves `Serving` for good (so it times out once), any other one closes.
     pub fn on_deadline(&mut self, key: usize, cx: &mut Cx) -> Status {
-        match self.phase {
-            Phase::Lingering | Phase::TimedOut => Status::Closed("linger deadline passed"),
-            // The last words were said but the client did not take them in time.
-            Phase::Serving if self.session.is_finished() => {
-                Status::Closed("deadline passed with output unsent")
-            }
-            Phase::Serving => {
-                let step = self.session.on_deadline(&cx.settings, cx.out);
-                self.note(key, step);
-                if cx.out.is_empty() {
-                    // `echo` and `ack` end quietly; what the client did not read is dropped.
-                    return Status::Closed("idle timeout");
+        match self.state {
+            State::Serving => match self.session.on_deadline(&cx.settings, cx.out) {
+                Step::Quit => {
+                    self.drop_output(cx);
+                    Status::Closed("idle too long: closed, unsent output dropped")
                 }
-                // `count` says why; the words get the linger time to go out.
-                self.phase = Phase::TimedOut;
-                self.set_deadline(Kind::Linger, after(cx.now, cx.linger));
-                trace!("conn {key}: deadline passed, last words get the linger time");
-                self.pump(key, cx)
+                _ => {
+                    self.set_state(
+                        key,
+                        State::TimedOut,
+                        "the deadline passed; the message gets the linger time to go out",
+                    );
+                    self.set_deadline(Kind::Linger, after(cx.now, cx.linger));
+                    self.pump(key, cx)
+                }
+            },
+            State::Answered => {
+                self.drop_output(cx);
+                Status::Closed(
+                    "the deadline passed before the client took the reply: unsent output dropped",
+                )
             }
+            State::TimedOut | State::Lingering { .. } => Status::Closed("linger deadline passed"),
+            State::Closed => Status::Closed("already closed"),
         }
-    }
-
-    fn set_deadline(&mut self, kind: Kind, due: Millis) {
-        self.deadline = Some(Deadline { kind, due });
     }
 
     /// The daemon stops now: last words (if any) are written if the socket takes them, then
     /// the connection is to be closed.
     pub fn on_shutdown(&mut self, key: usize, cx: &mut Cx) {
-        let step = self.session.on_shutdown(cx.out);
-        self.note(key, step);
-        if let Ok(true) = self.send(cx.out, &mut false) {
-            let _ = self.shut_write();
+        if self.state == State::Serving {
+            let step = self.session.on_shutdown(cx.out);
+            trace!("conn {key}: the grace period is over: {step:?}");
+            if step != Step::Quit {
+                self.set_state(key, State::Answered, "the daemon is stopping");
+            }
+        }
+        if let Ok(true) = self.send(key, cx.out, &mut false) {
+            let _ = self.io.shutdown_write();
         }
         cx.out.clear();
     }
@@ -222,85 +342,124 @@ impl Conn {
     fn pump_turn(&mut self, key: usize, cx: &mut Cx, moved: &mut bool) -> io::Result<Status> {
         for _ in 0..TURN {
             // What the session said last (if anything) goes out before anything is read.
-            if !self.send(cx.out, moved)? {
+            if !self.send(key, cx.out, moved)? {
                 return Ok(Status::Open);
             }
-            if self.phase != Phase::Lingering && self.session.is_finished() {
-                if self.read_eof {
-                    return Ok(Status::Closed("done"));
+            if matches!(self.state, State::Answered | State::TimedOut) {
+                match after_last_words(self.input) {
+                    Finish::CloseNow => {
+                        return Ok(Status::Closed(
+                            "the client already sent EOF, so no shutdown or linger is needed",
+                        ))
+                    }
+                    Finish::Linger { shutdown } => {
+                        if shutdown {
+                            self.shutdown(key)?;
+                        }
+                        self.set_state(
+                            key,
+                            State::Lingering { fin_sent: shutdown },
+                            "the reply is out",
+                        );
+                        self.set_deadline(Kind::Linger, after(cx.now, cx.linger));
+                    }
                 }
-                if !self.peer_fin {
-                    self.shut_write()?;
-                }
-                self.phase = Phase::Lingering;
-                self.set_deadline(Kind::Linger, after(cx.now, cx.linger));
-                trace!("conn {key}: answered, lingering until the client's EOF");
             }
-            let limit = match self.phase {
-                // A timed-out session is finished, so it never gets here.
-                Phase::Serving | Phase::TimedOut => cx
+            let limit = match self.state {
+                State::Lingering { .. } => cx.read_buf.len(),
+                _ => cx
                     .read_buf
                     .len()
                     .min(cx.max_output)
                     .min(self.session.max_read()),
-                Phase::Lingering => cx.read_buf.len(),
             };
-            let n = match self.stream.read(&mut cx.read_buf[..limit]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.phase == Phase::Lingering && !self.write_shut {
-                        // The client's EOF is not here after all: say ours and wait.
-                        self.shut_write()?;
-                    }
-                    return Ok(Status::Open);
-                }
+            let got = match self.io.read(&mut cx.read_buf[..limit]) {
+                Ok(n) => got(n, limit, self.input),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Got::Nothing,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            let data = &cx.read_buf[..n];
-            // The poll reported the client's EOF before this read began, and the read came
-            // back short: it took everything before that EOF, so there is no need for one
-            // more read to see it.
-            let eof_follows = self.peer_fin && n < limit;
-            if self.phase == Phase::Lingering {
-                if n == 0 || eof_follows {
-                    return Ok(Status::Closed("done"));
+            narrate_read(key, got, &cx.read_buf[..limit]);
+            if let State::Lingering { fin_sent } = self.state {
+                match linger_read(got, fin_sent) {
+                    Linger::Close => return Ok(Status::Closed("the client's EOF came")),
+                    Linger::Drain => continue,
+                    Linger::Wait => return Ok(Status::Open),
+                    Linger::SendFin => {
+                        self.shutdown(key)?;
+                        self.set_state(
+                            key,
+                            State::Lingering { fin_sent: true },
+                            "the client's EOF is not here after all",
+                        );
+                        return Ok(Status::Open);
+                    }
                 }
-                trace!("conn {key}: discarded {n} bytes while lingering");
-                continue;
             }
-            if n > 0 {
-                trace!("conn {key}: read {n} bytes: {}", Escaped(data));
+            if let Got::Data(n) | Got::DataThenEof(n) = got {
                 *moved = true;
-                let step = self.session.on_data(data, &cx.settings, cx.out);
-                self.note(key, step);
+                let step = self
+                    .session
+                    .on_data(&cx.read_buf[..n], &cx.settings, cx.out);
+                if let Some(status) = self.take_step(key, step, cx) {
+                    return Ok(status);
+                }
             }
-            if n == 0 || eof_follows {
-                trace!("conn {key}: read EOF");
-                self.read_eof = true;
-                let step = self.session.on_eof(cx.out);
-                self.note(key, step);
+            match got {
+                Got::Nothing => return Ok(Status::Open),
+                Got::Data(_) => {}
+                Got::Eof | Got::DataThenEof(_) => {
+                    self.input = Input::Ended;
+                    if self.state == State::Serving {
+                        let step = self.session.on_eof(cx.out);
+                        if let Some(status) = self.take_step(key, step, cx) {
+                            return Ok(status);
+                        }
+                    }
+                }
             }
         }
         // Turn over: the last answer goes out (or is kept) before yielding.
-        if !self.send(cx.out, moved)? {
+        if !self.send(key, cx.out, moved)? {
             return Ok(Status::Open);
         }
         Ok(Status::Yielded)
     }
 
+    /// Acts on what the session said: it goes on, it answered (the last words go out), or it
+    /// quits (close now). Returns the status when the pump must stop.
+    fn take_step(&mut self, key: usize, step: Step, cx: &mut Cx) -> Option<Status> {
+        match step {
+            Step::NeedMore => None,
+            Step::Answered | Step::Refused(_) => {
+                let why = match step {
+                    Step::Refused(why) => why,
+                    _ => "the request is complete",
+                };
+                self.set_state(key, State::Answered, why);
+                None
+            }
+            Step::Quit => {
+                self.drop_output(cx);
+                Some(Status::Closed("the session quit"))
+            }
+        }
+    }
+}
+
+impl<S: Io> Conn<S> {
     /// Sends what the session said (`out`, which this empties) after any output held from
     /// before, and keeps what the socket does not take. Returns whether nothing is left
     /// unsent. With nothing held, it writes straight from the shared buffer: no copy, no
     /// allocation.
-    fn send(&mut self, out: &mut Vec<u8>, moved: &mut bool) -> io::Result<bool> {
+    fn send(&mut self, key: usize, out: &mut Vec<u8>, moved: &mut bool) -> io::Result<bool> {
         if !self.unsent.is_empty() {
             self.unsent.extend_from_slice(out);
             out.clear();
         }
         // The session's last words: the FIN (shutdown or close) follows at once, and MSG_MORE
         // lets it ride in the same segment as the words instead of a segment of its own.
-        let last_words = self.session.is_finished() && self.phase != Phase::Lingering;
+        let last_words = matches!(self.state, State::Answered | State::TimedOut);
         let direct = self.unsent.is_empty();
         let pending: &[u8] = if direct { out } else { &self.unsent };
         let mut sent = 0;
@@ -308,10 +467,28 @@ impl Conn {
             if sent == pending.len() {
                 break Ok(true);
             }
-            match write_part(&self.stream, &pending[sent..], last_words) {
+            match self.io.write(&pending[sent..], last_words) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
+                Ok(n) => {
+                    trace!(
+                        "conn {key}: write {n}/{} bytes {}{}",
+                        pending.len() - sent,
+                        Escaped(&pending[sent..sent + n]),
+                        if last_words {
+                            " (MSG_MORE: the FIN rides along)"
+                        } else {
+                            ""
+                        }
+                    );
+                    sent += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    trace!(
+                        "conn {key}: write -> WouldBlock: {} bytes wait until the client reads",
+                        pending.len() - sent
+                    );
+                    break Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
@@ -332,28 +509,79 @@ impl Conn {
         result
     }
 
-    fn shut_write(&mut self) -> io::Result<()> {
-        self.write_shut = true;
-        self.stream.shutdown(Shutdown::Write)
+    fn shutdown(&mut self, key: usize) -> io::Result<()> {
+        trace!("conn {key}: shutdown(Write): the client reads EOF after the reply");
+        self.io.shutdown_write()
     }
 
-    fn note(&self, key: usize, step: Step) {
-        if step != Step::NeedMore && step != Step::Ignored {
-            trace!(
-                "conn {key}: {step:?}, session {}",
-                self.session.state_name()
-            );
+    /// The one place the state changes.
+    fn set_state(&mut self, key: usize, to: State, why: &str) {
+        trace!("conn {key}: {} -> {to}: {why}", self.state);
+        self.state = to;
+    }
+
+    fn set_deadline(&mut self, kind: Kind, due: Millis) {
+        self.deadline = Some(Deadline { kind, due });
+    }
+
+    /// Forgets what the client will not get: the output held and what the session just said.
+    fn drop_output(&mut self, cx: &mut Cx) {
+        cx.out.clear();
+        self.unsent = Vec::new();
+    }
+}
+
+impl Conn<TcpStream> {
+    /// Registers the socket: READABLE, and WRITABLE too while output waits.
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        self.interest = self.wanted_interest();
+        registry.register(&mut self.io, token, self.interest)
+    }
+
+    /// Tells the poll when output starts or stops waiting (rare: only when the socket's send
+    /// buffer fills, and when it drains again). While output waits, nothing is read: that is
+    /// the backpressure.
+    pub fn update_interest(
+        &mut self,
+        key: usize,
+        registry: &Registry,
+        token: Token,
+    ) -> io::Result<()> {
+        let wanted = self.wanted_interest();
+        if wanted != self.interest {
+            if wanted.is_writable() {
+                trace!(
+                    "conn {key}: interest now READABLE | WRITABLE: {} bytes wait; nothing more is read until they are out (backpressure)",
+                    self.unsent.len()
+                );
+            } else {
+                trace!("conn {key}: interest now READABLE: the output is out, reading again");
+            }
+            self.interest = wanted;
+            registry.reregister(&mut self.io, token, wanted)?;
+        }
+        Ok(())
+    }
+
+    fn wanted_interest(&self) -> Interest {
+        if self.unsent.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
         }
     }
 }
 
-/// One write of `buf`. With `more`, the kernel may hold the bytes back for what follows (here
-/// the FIN, which the caller sends at once), so both leave in one segment.
-fn write_part(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
-    if more {
-        SockRef::from(stream).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
-    } else {
-        (&*stream).write(buf)
+/// Tells what a read brought, in words.
+fn narrate_read(key: usize, got: Got, buf: &[u8]) {
+    match got {
+        Got::Data(n) => trace!("conn {key}: read {n} bytes {}", Escaped(&buf[..n])),
+        Got::DataThenEof(n) => trace!(
+            "conn {key}: read {n} bytes {}, short, and the poll had reported the client's FIN: that is its EOF (no read needed to see it)",
+            Escaped(&buf[..n])
+        ),
+        Got::Eof => trace!("conn {key}: read 0 bytes: the client's EOF"),
+        Got::Nothing => trace!("conn {key}: read -> WouldBlock: nothing more until the poll says so"),
     }
 }
 
@@ -365,5 +593,238 @@ pub fn closed_by(e: &io::Error) -> &'static str {
         io::ErrorKind::ConnectionAborted => "aborted",
         io::ErrorKind::TimedOut => "timed out (keepalive)",
         _ => "socket error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Epoch, Service};
+    use std::collections::VecDeque;
+    use std::time::SystemTime;
+
+    #[test]
+    fn after_the_last_words_a_read_eof_closes_at_once_else_it_lingers() {
+        assert_eq!(after_last_words(Input::Ended), Finish::CloseNow);
+        assert_eq!(
+            after_last_words(Input::FinReported),
+            Finish::Linger { shutdown: false }
+        );
+        assert_eq!(
+            after_last_words(Input::Open),
+            Finish::Linger { shutdown: true }
+        );
+    }
+
+    #[test]
+    fn a_short_read_after_a_reported_fin_is_the_eof() {
+        assert_eq!(got(0, 10, Input::Open), Got::Eof);
+        assert_eq!(got(4, 10, Input::Open), Got::Data(4));
+        assert_eq!(got(4, 10, Input::FinReported), Got::DataThenEof(4));
+        // A full read may have more behind it, FIN or not.
+        assert_eq!(got(10, 10, Input::FinReported), Got::Data(10));
+    }
+
+    #[test]
+    fn lingering_reads_drain_until_the_eof_and_send_a_missing_fin() {
+        for fin_sent in [true, false] {
+            assert_eq!(linger_read(Got::Eof, fin_sent), Linger::Close);
+            assert_eq!(linger_read(Got::DataThenEof(3), fin_sent), Linger::Close);
+            assert_eq!(linger_read(Got::Data(3), fin_sent), Linger::Drain);
+        }
+        assert_eq!(linger_read(Got::Nothing, true), Linger::Wait);
+        assert_eq!(linger_read(Got::Nothing, false), Linger::SendFin);
+    }
+
+    /// What a scripted socket does on each call.
+    #[derive(Debug)]
+    enum Act {
+        /// A read returns these bytes (empty: EOF).
+        Read(&'static [u8]),
+        /// A write takes at most this many bytes.
+        Take(usize),
+        /// A write takes everything.
+        All,
+        Block,
+        Fail(io::ErrorKind),
+    }
+
+    /// A socket that follows a script; past its end every call would block.
+    #[derive(Debug, Default)]
+    struct Script {
+        reads: VecDeque<Act>,
+        writes: VecDeque<Act>,
+        written: Vec<u8>,
+        shut: bool,
+    }
+
+    fn next(acts: &mut VecDeque<Act>) -> Act {
+        acts.pop_front().unwrap_or(Act::Block)
+    }
+
+    impl Io for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match next(&mut self.reads) {
+                Act::Read(bytes) => {
+                    buf[..bytes.len()].copy_from_slice(bytes);
+                    Ok(bytes.len())
+                }
+                Act::Fail(kind) => Err(kind.into()),
+                Act::Take(_) | Act::All | Act::Block => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+
+        fn write(&mut self, buf: &[u8], _more: bool) -> io::Result<usize> {
+            let n = match next(&mut self.writes) {
+                Act::Take(n) => n.min(buf.len()),
+                Act::All | Act::Read(_) => buf.len(),
+                Act::Fail(kind) => return Err(kind.into()),
+                Act::Block => return Err(io::ErrorKind::WouldBlock.into()),
+            };
+            self.written.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            self.shut = true;
+            Ok(())
+        }
+    }
+
+    struct Loop {
+        read_buf: Vec<u8>,
+        out: Vec<u8>,
+        now: Millis,
+    }
+
+    impl Loop {
+        fn new() -> Loop {
+            Loop {
+                read_buf: vec![0; 4096],
+                out: Vec::new(),
+                now: 0,
+            }
+        }
+
+        fn cx(&mut self) -> Cx<'_> {
+            Cx {
+                read_buf: &mut self.read_buf,
+                out: &mut self.out,
+                settings: Settings {
+                    max_line: 100,
+                    idle_timeout: Duration::from_secs(30),
+                    ack_reply: b"",
+                },
+                max_output: 4096,
+                idle_timeout: Duration::from_secs(30),
+                linger: Duration::from_secs(2),
+                now: self.now,
+            }
+        }
+
+        fn open(&mut self, service: Service, script: Script) -> Conn<Script> {
+            let peer = "127.0.0.1:9".parse().unwrap();
+            let (session, step) =
+                Session::open(service, peer, SystemTime::now(), Epoch::Unix, &mut self.out);
+            Conn::open(0, script, session, step, &mut self.cx()).unwrap()
+        }
+    }
+
+    /// Every write takes everything.
+    fn writes_all() -> VecDeque<Act> {
+        (0..64).map(|_| Act::All).collect()
+    }
+
+    const WELCOME: &[u8] = b"Welcome, 127.0.0.1:9\nPlease enter a string: ";
+
+    #[test]
+    fn count_answers_then_closes_at_once_after_the_clients_eof() {
+        let mut l = Loop::new();
+        let script = Script {
+            reads: VecDeque::from([Act::Read(b"hi\n")]),
+            writes: writes_all(),
+            ..Script::default()
+        };
+        let mut c = l.open(Service::Count, script);
+        assert_eq!(c.pump(0, &mut l.cx()), Status::Open);
+        assert_eq!(c.state(), State::Lingering { fin_sent: true });
+        assert!(c.io.shut);
+        assert_eq!(c.deadline.map(|d| d.kind), Some(Kind::Linger));
+        // The client's EOF, after the reply.
+        c.io.reads.push_back(Act::Read(b""));
+        assert!(matches!(c.pump(0, &mut l.cx()), Status::Closed(_)));
+        assert_eq!(
+            c.io.written,
+            [WELCOME, b"You entered 2 characters.\n"].concat()
+        );
+    }
+
+    #[test]
+    fn a_reported_fin_skips_the_shutdown() {
+        let mut l = Loop::new();
+        let script = Script {
+            reads: VecDeque::from([Act::Read(b"abc")]),
+            writes: writes_all(),
+            ..Script::default()
+        };
+        let mut c = l.open(Service::Count, script);
+        c.on_peer_fin();
+        // A short read after the FIN was reported: the EOF, without another read.
+        assert!(matches!(c.pump(0, &mut l.cx()), Status::Closed(_)));
+        assert!(!c.io.shut);
+        assert!(c.io.written.ends_with(b"You entered 3 characters.\n"));
+    }
+
+    #[test]
+    fn output_that_waits_stops_the_reading_and_a_deadline_then_closes() {
+        let mut l = Loop::new();
+        let script = Script {
+            reads: VecDeque::from([Act::Read(b"0123456789"), Act::Read(b"more")]),
+            writes: VecDeque::from([Act::Take(4), Act::Block]),
+            ..Script::default()
+        };
+        let mut c = l.open(Service::Echo, script);
+        assert_eq!(c.pump(0, &mut l.cx()), Status::Open);
+        assert_eq!(c.unsent, b"456789");
+        // The second read was never made: nothing is read while output waits.
+        assert_eq!(c.io.reads.len(), 1);
+        l.now = 31_000;
+        let status = c.on_deadline(0, &mut l.cx());
+        assert!(matches!(status, Status::Closed(_)), "{status:?}");
+        assert!(c.unsent.is_empty());
+    }
+
+    #[test]
+    fn counts_timeout_message_gets_the_linger_time_then_the_connection_closes() {
+        let mut l = Loop::new();
+        let script = Script {
+            writes: VecDeque::from([Act::All, Act::Take(3), Act::Block]),
+            ..Script::default()
+        };
+        let mut c = l.open(Service::Count, script);
+        l.now = 30_000;
+        assert_eq!(c.on_deadline(0, &mut l.cx()), Status::Open);
+        assert_eq!(c.state(), State::TimedOut);
+        assert_eq!(
+            c.deadline,
+            Some(Deadline {
+                kind: Kind::Linger,
+                due: 32_000
+            })
+        );
+        l.now = 32_000;
+        assert!(matches!(c.on_deadline(0, &mut l.cx()), Status::Closed(_)));
+    }
+
+    #[test]
+    fn a_reset_closes_and_drops_the_output() {
+        let mut l = Loop::new();
+        let script = Script {
+            reads: VecDeque::from([Act::Fail(io::ErrorKind::ConnectionReset)]),
+            writes: writes_all(),
+            ..Script::default()
+        };
+        let mut c = l.open(Service::Ack, script);
+        assert_eq!(c.pump(0, &mut l.cx()), Status::Closed("reset by peer"));
     }
 }

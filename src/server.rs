@@ -30,8 +30,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::{Config, Instance, Transport};
-use crate::conn::{Conn, Cx, Phase, Status};
-use crate::deadline::{after, Clock, Millis, PassTime, Timers};
+use crate::conn::{Conn, Cx, State, Status};
+use crate::deadline::{after, Clock, Kind, Millis, PassTime, Timers};
 use crate::mmsg::Datagrams;
 use crate::session::{display_peer, Session, Settings};
 use crate::sockets;
@@ -530,7 +530,18 @@ impl Server {
             );
             return;
         }
-        let session = if counted {
+        if self.conns.len() == self.conns.capacity() {
+            // The slab grows: a later fall in connections may give memory back again.
+            self.shrink_below = usize::MAX;
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        trace!(
+            "accept -> conn {key} from {} (fd {}) on {instance}",
+            display_peer(peer),
+            std::os::fd::AsRawFd::as_raw_fd(&stream)
+        );
+        let (session, opened) = if counted {
             Session::open(
                 instance.service,
                 peer,
@@ -542,7 +553,7 @@ impl Server {
             Session::busy(self.config.max_connections, &mut self.out)
         };
         let mut cx = cx(&self.config, &mut self.read_buf, &mut self.out, now);
-        let mut conn = match Conn::open(stream, session, counted, &mut cx) {
+        let mut conn = match Conn::open(key, stream, session, opened, &mut cx) {
             Ok(conn) => conn,
             Err(e) => {
                 debug!(
@@ -553,12 +564,6 @@ impl Server {
                 return;
             }
         };
-        if self.conns.len() == self.conns.capacity() {
-            // The slab grows: a later fall in connections may give memory back again.
-            self.shrink_below = usize::MAX;
-        }
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
         let token = Token(FIRST_SOURCE + self.instances.len() + key);
         if let Err(e) = conn.register(self.poll.registry(), token) {
             warn!(
@@ -567,6 +572,7 @@ impl Server {
             );
             return;
         }
+        trace!("conn {key}: registered with the poll, edge-triggered: it reports each change of readiness once");
         if counted {
             self.held += 1;
             self.summary.served += 1;
@@ -583,9 +589,9 @@ impl Server {
                 self.held
             );
         }
-        let finished = conn.session.is_finished();
+        let answered = conn.state() == State::Answered;
         entry.insert(conn);
-        if finished {
+        if answered {
             // Everything was said at open (`time`, or busy): go on to the graceful close.
             self.pump(key, now);
         } else {
@@ -598,7 +604,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.closed {
+        if conn.state() == State::Closed {
             return;
         }
         let mut cx = cx(&self.config, &mut self.read_buf, &mut self.out, now);
@@ -618,7 +624,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if let Err(e) = conn.update_interest(self.poll.registry(), token) {
+        if let Err(e) = conn.update_interest(key, self.poll.registry(), token) {
             return self.close(key, crate::conn::closed_by(&e));
         }
         self.timers.sync(key, conn.deadline);
@@ -629,18 +635,18 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.closed {
+        if conn.state() == State::Closed {
             return;
         }
         debug!("conn {key}: closed: {reason}");
         // No deregister: the socket is never duplicated, so closing it (when the entry
         // leaves the slab) removes it from the poll, one system call fewer per connection.
-        // Until then the `closed` mark makes the loop skip its events.
-        conn.closed = true;
-        if conn.counted {
-            self.held -= 1;
-        } else {
+        // Until then the `Closed` state makes the loop skip its events.
+        conn.close(key, reason);
+        if conn.is_refusal() {
             self.refusing -= 1;
+        } else {
+            self.held -= 1;
         }
         self.timers.cancel(key);
         self.closed.push(key);
@@ -697,7 +703,9 @@ impl Server {
                 continue;
             };
             trace!("conn {key}: deadline passed");
-            if conn.phase() == Phase::Serving && conn.counted {
+            // A request deadline or idle limit that passes times the connection out; the
+            // connection then leaves it for a linger deadline or closes, so this counts once.
+            if conn.deadline.is_some_and(|d| d.kind == Kind::Request) && !conn.is_refusal() {
                 self.summary.timed_out += 1;
             }
             let mut cx = cx(&self.config, &mut self.read_buf, &mut self.out, now);
@@ -754,7 +762,11 @@ impl Server {
     /// The grace period is over: every connection still open gets its last words and closes.
     fn end_grace(&mut self, now: Millis) {
         let mut cx = cx(&self.config, &mut self.read_buf, &mut self.out, now);
-        for (key, conn) in self.conns.iter_mut().filter(|(_, c)| !c.closed) {
+        for (key, conn) in self
+            .conns
+            .iter_mut()
+            .filter(|(_, c)| c.state() != State::Closed)
+        {
             conn.on_shutdown(key, &mut cx);
         }
         self.conns.clear();

@@ -196,7 +196,7 @@ impl Count {
 
     pub fn on_data(&mut self, data: &[u8], settings: &Settings, out: &mut Vec<u8>) -> Step {
         if self.state != CountState::ReadingLine {
-            return Step::Ignored;
+            return Step::Answered;
         }
         let (line_part, newline) = match data.iter().position(|&b| b == b'\n') {
             Some(lf) => (&data[..lf], true),
@@ -224,7 +224,7 @@ impl Count {
     pub fn on_eof(&mut self, out: &mut Vec<u8>) -> Step {
         match self.state {
             CountState::ReadingLine => self.answer(out),
-            CountState::Answered => Step::Ignored,
+            CountState::Answered => Step::Answered,
         }
     }
 
@@ -249,7 +249,7 @@ impl Count {
 
     fn refuse(&mut self, out: &mut Vec<u8>, msg: std::fmt::Arguments, why: &'static str) -> Step {
         if self.state != CountState::ReadingLine {
-            return Step::Ignored;
+            return Step::Answered;
         }
         let _ = writeln!(out, "{msg}");
         self.state = CountState::Answered;
@@ -375,8 +375,8 @@ mod tests {
         let mut s = Count::open("127.0.0.1:1".parse().unwrap(), &mut out);
         out.clear();
         s.on_data(b"abc\ndef\n", &settings(), &mut out);
-        assert_eq!(s.on_data(b"more", &settings(), &mut out), Step::Ignored);
-        assert_eq!(s.on_eof(&mut out), Step::Ignored);
+        assert_eq!(s.on_data(b"more", &settings(), &mut out), Step::Answered);
+        assert_eq!(s.on_eof(&mut out), Step::Answered);
         assert_eq!(out, b"You entered 3 characters.\n");
     }
 
@@ -427,7 +427,7 @@ mod tests {
             Step::Refused("timed out")
         );
         assert_eq!(out, b"Error: timed out after 30 s\n");
-        assert_eq!(s.on_shutdown(&mut out), Step::Ignored);
+        assert_eq!(s.on_shutdown(&mut out), Step::Answered);
 
         let mut s = Count::open("127.0.0.1:1".parse().unwrap(), &mut out);
         out.clear();

@@ -1,42 +1,27 @@
 //! The `echo` service (RFC 862): every byte goes back until the client half-closes.
+//!
+//! It keeps no state: what it says depends only on what just happened.
 
 use super::Step;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Echo {
-    finished: bool,
-}
+pub struct Echo;
 
 impl Echo {
     pub fn on_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Step {
-        if self.finished {
-            return Step::Ignored;
-        }
         out.extend_from_slice(data);
         Step::NeedMore
     }
 
     /// End of input: what was echoed is all there is.
     pub fn on_eof(&mut self) -> Step {
-        self.finish()
+        Step::Answered
     }
 
     /// Idle too long, or the daemon is stopping: end without a message (a message would
-    /// corrupt the echoed stream).
+    /// corrupt the echoed stream), and what the client has not read need not reach it.
     pub fn on_timeout(&mut self) -> Step {
-        self.finish()
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.finished
-    }
-
-    fn finish(&mut self) -> Step {
-        if std::mem::replace(&mut self.finished, true) {
-            Step::Ignored
-        } else {
-            Step::Answered
-        }
+        Step::Quit
     }
 }
 
@@ -45,14 +30,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn echoes_until_eof_then_ignores() {
+    fn echoes_until_eof() {
         let mut out = Vec::new();
-        let mut e = Echo::default();
+        let mut e = Echo;
         assert_eq!(e.on_data(b"ab", &mut out), Step::NeedMore);
         assert_eq!(e.on_data(b"\0\xff", &mut out), Step::NeedMore);
         assert_eq!(e.on_eof(), Step::Answered);
-        assert_eq!(e.on_data(b"late", &mut out), Step::Ignored);
         assert_eq!(out, b"ab\0\xff");
-        assert!(e.is_finished());
+    }
+
+    #[test]
+    fn a_timeout_quits() {
+        assert_eq!(Echo.on_timeout(), Step::Quit);
     }
 }

@@ -3,8 +3,8 @@
 //! A session never touches a socket or a clock. The connection (`conn.rs`) feeds it what it
 //! read (`on_data`, `on_eof`) and what happened (`on_deadline`, `on_shutdown`); the session
 //! appends what the client should receive to `out` and says, with [`Step`], what became of the
-//! request. `wants_input` and `is_finished` tell the connection what to do next, so interest is
-//! derived from the state and never stored beside it.
+//! request. The connection acts on that `Step` alone: it is the one answer to "what next?",
+//! and once a session has answered, the connection feeds it nothing more.
 
 mod ack;
 mod count;
@@ -33,17 +33,20 @@ pub struct Settings<'a> {
     pub ack_reply: &'a [u8],
 }
 
-/// What one input did to the request.
+/// What one input did to the request, and so what the connection does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Still going: more input is wanted.
     NeedMore,
-    /// The request is complete and its answer written; nothing more will be said.
+    /// The request is complete and its answer written (or it already was): nothing more will
+    /// be said. The connection sends it and closes gracefully.
     Answered,
-    /// The request was refused with a one-line `Error:` message (the reason names why).
+    /// The request was refused with a one-line `Error:` message (the reason names why); the
+    /// connection sends it and closes gracefully.
     Refused(&'static str),
-    /// The input came after the session finished and changed nothing.
-    Ignored,
+    /// Nothing more to say, and what the client has not taken need not reach it (`echo` and
+    /// `ack` at their idle limit or at shutdown): the connection closes at once.
+    Quit,
 }
 
 /// One TCP connection's protocol.
@@ -52,34 +55,42 @@ pub enum Session {
     Count(Count),
     Ack(Ack),
     Echo(Echo),
-    /// `time`, or a refused connection: everything was said at open.
-    Said,
+    /// `time`: the four bytes were said at open.
+    Time,
+    /// A connection over `--max-connections`: the busy message was said at open.
+    Busy,
 }
 
 impl Session {
-    /// Starts `service` for `peer`, writing whatever it says first.
+    /// Starts `service` for `peer`, writing whatever it says first; the step says whether
+    /// that was all (`time`).
     pub fn open(
         service: Service,
         peer: SocketAddr,
         now: SystemTime,
         epoch: Epoch,
         out: &mut Vec<u8>,
-    ) -> Session {
+    ) -> (Session, Step) {
         match service {
-            Service::Count => Session::Count(Count::open(peer, out)),
-            Service::Ack => Session::Ack(Ack::default()),
-            Service::Echo => Session::Echo(Echo::default()),
+            Service::Count => (Session::Count(Count::open(peer, out)), Step::NeedMore),
+            Service::Ack => (Session::Ack(Ack::default()), Step::NeedMore),
+            Service::Echo => (Session::Echo(Echo), Step::NeedMore),
             Service::Time => {
                 out.extend_from_slice(&time_value(now, epoch).to_be_bytes());
-                Session::Said
+                (Session::Time, Step::Answered)
             }
         }
     }
 
     /// A connection over `--max-connections`: the busy message, and nothing more.
-    pub fn busy(max_connections: usize, out: &mut Vec<u8>) -> Session {
+    pub fn busy(max_connections: usize, out: &mut Vec<u8>) -> (Session, Step) {
         let _ = writeln!(out, "Error: server busy ({max_connections} connections)");
-        Session::Said
+        (Session::Busy, Step::Refused("busy"))
+    }
+
+    /// Whether this is a busy refusal (it does not count toward `--max-connections`).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Session::Busy)
     }
 
     pub fn on_data(&mut self, data: &[u8], settings: &Settings, out: &mut Vec<u8>) -> Step {
@@ -87,7 +98,7 @@ impl Session {
             Session::Count(s) => s.on_data(data, settings, out),
             Session::Ack(s) => s.on_data(data, settings.ack_reply, out),
             Session::Echo(s) => s.on_data(data, out),
-            Session::Said => Step::Ignored,
+            Session::Time | Session::Busy => Step::Answered,
         }
     }
 
@@ -97,7 +108,7 @@ impl Session {
             Session::Count(s) => s.on_eof(out),
             Session::Ack(s) => s.on_eof(),
             Session::Echo(s) => s.on_eof(),
-            Session::Said => Step::Ignored,
+            Session::Time | Session::Busy => Step::Answered,
         }
     }
 
@@ -107,7 +118,7 @@ impl Session {
             Session::Count(s) => s.on_deadline(settings, out),
             Session::Ack(s) => s.on_timeout(),
             Session::Echo(s) => s.on_timeout(),
-            Session::Said => Step::Ignored,
+            Session::Time | Session::Busy => Step::Answered,
         }
     }
 
@@ -117,22 +128,7 @@ impl Session {
             Session::Count(s) => s.on_shutdown(out),
             Session::Ack(s) => s.on_timeout(),
             Session::Echo(s) => s.on_timeout(),
-            Session::Said => Step::Ignored,
-        }
-    }
-
-    /// Whether the session reads more input.
-    pub fn wants_input(&self) -> bool {
-        !self.is_finished()
-    }
-
-    /// Whether the session has said everything it will say.
-    pub fn is_finished(&self) -> bool {
-        match self {
-            Session::Count(s) => s.state() == CountState::Answered,
-            Session::Ack(s) => s.is_finished(),
-            Session::Echo(s) => s.is_finished(),
-            Session::Said => true,
+            Session::Time | Session::Busy => Step::Answered,
         }
     }
 
@@ -147,18 +143,6 @@ impl Session {
         match self {
             Session::Ack(_) => ack::MAX_READ,
             _ => usize::MAX,
-        }
-    }
-
-    /// A short name of the state, for trace logs.
-    pub fn state_name(&self) -> &'static str {
-        match self {
-            Session::Count(s) => match s.state() {
-                CountState::ReadingLine => "reading line",
-                CountState::Answered => "answered",
-            },
-            Session::Ack(_) | Session::Echo(_) if !self.is_finished() => "streaming",
-            _ => "said all",
         }
     }
 }
@@ -246,16 +230,17 @@ mod tests {
     #[test]
     fn busy_message_names_the_limit() {
         let mut out = Vec::new();
-        let s = Session::busy(10_000, &mut out);
+        let (s, step) = Session::busy(10_000, &mut out);
         assert_eq!(out, b"Error: server busy (10000 connections)\n");
-        assert!(s.is_finished());
+        assert_eq!(step, Step::Refused("busy"));
+        assert!(s.is_refusal());
     }
 
     #[test]
     fn time_says_four_bytes_at_open() {
         let mut out = Vec::new();
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(0x0102_0304);
-        let s = Session::open(
+        let (_, step) = Session::open(
             Service::Time,
             "127.0.0.1:1".parse().unwrap(),
             at,
@@ -263,7 +248,7 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, [1, 2, 3, 4]);
-        assert!(s.is_finished());
+        assert_eq!(step, Step::Answered);
     }
 
     #[test]
@@ -271,7 +256,7 @@ mod tests {
         let mut out = Vec::new();
         let peer = "127.0.0.1:1".parse().unwrap();
         let now = SystemTime::now();
-        let open = |svc, out: &mut Vec<u8>| Session::open(svc, peer, now, Epoch::Unix, out);
+        let open = |svc, out: &mut Vec<u8>| Session::open(svc, peer, now, Epoch::Unix, out).0;
         assert!(!open(Service::Count, &mut out).activity_extends_deadline());
         assert!(open(Service::Echo, &mut out).activity_extends_deadline());
         assert!(open(Service::Ack, &mut out).activity_extends_deadline());
