@@ -34,7 +34,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::Duration;
 
-use log::trace;
+use log::{debug, trace};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use socket2::SockRef;
@@ -251,8 +251,12 @@ impl<S: Io> Conn<S> {
             interest: Interest::READABLE,
         };
         conn.set_deadline(Kind::Request, after(cx.now, cx.idle_timeout));
-        if opened != Step::NeedMore {
-            conn.set_state(key, State::Answered, "everything is said at once");
+        match opened {
+            Step::NeedMore => {}
+            Step::Refused(why) => conn.set_state(key, State::Answered, why),
+            Step::Answered | Step::Quit => {
+                conn.set_state(key, State::Answered, "everything is said at once")
+            }
         }
         conn.send(key, cx.out, &mut false)?;
         Ok(conn)
@@ -483,10 +487,13 @@ impl<S: Io> Conn<S> {
                     sent += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    trace!(
-                        "conn {key}: write -> WouldBlock: {} bytes wait until the client reads",
-                        pending.len() - sent
-                    );
+                    // Said once when output starts to wait, not at every event while it does.
+                    if direct || sent > 0 {
+                        trace!(
+                            "conn {key}: write -> WouldBlock: {} bytes wait until the client reads",
+                            pending.len() - sent
+                        );
+                    }
                     break Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -514,9 +521,13 @@ impl<S: Io> Conn<S> {
         self.io.shutdown_write()
     }
 
-    /// The one place the state changes.
+    /// The one place the state changes. The close is logged at `debug`, the rest at `trace`.
     fn set_state(&mut self, key: usize, to: State, why: &str) {
-        trace!("conn {key}: {} -> {to}: {why}", self.state);
+        if to == State::Closed {
+            debug!("conn {key}: {} -> {to}: {why}", self.state);
+        } else {
+            trace!("conn {key}: {} -> {to}: {why}", self.state);
+        }
         self.state = to;
     }
 

@@ -162,12 +162,8 @@ pub struct Server {
     shutdown: Shutdown,
     /// Shutdown requests from handles already acted on.
     handled_requests: usize,
-    /// Stop requests so far (signals and handles): 1 drains, 2 stops.
-    stop_requests: usize,
-    /// When the drain must end, once it has begun.
-    drain_until: Option<Millis>,
-    /// Set while accepting is paused for lack of file descriptors: when to try again.
-    accept_paused_until: Option<Millis>,
+    lifecycle: Lifecycle,
+    loop_timers: LoopTimers,
     /// Whether the lack of descriptors was reported and no accept has succeeded since (so a
     /// long shortage is one warning, not one a second).
     starved: bool,
@@ -175,8 +171,121 @@ pub struct Server {
     out: Vec<u8>,
     summary: Summary,
     notifier: Notifier,
-    /// When the next `WATCHDOG=1` is due (only when the service manager asked for them).
-    watchdog_at: Option<Millis>,
+}
+
+/// Where the loop is in its life; changed only by `Server::set_lifecycle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lifecycle {
+    /// Accepting and serving.
+    Serving,
+    /// A stop was asked for: the listeners and UDP sockets are closed, and the connections
+    /// still open have until the `DrainEnd` timer to finish.
+    Draining,
+    /// The loop ends after this pass.
+    Stopping,
+}
+
+impl std::fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lifecycle::Serving => "serving",
+            Lifecycle::Draining => "draining",
+            Lifecycle::Stopping => "stopping",
+        })
+    }
+}
+
+/// The loop's own timers (the connections' deadlines are in `Timers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoopTimer {
+    /// The grace period is over: every connection still open closes.
+    DrainEnd,
+    /// Accepting resumes after a lack of descriptors.
+    AcceptRetry,
+    /// `WATCHDOG=1` is due (only when the service manager asked for it).
+    Watchdog,
+}
+
+/// When each loop timer is due; `None` while it is not armed.
+#[derive(Debug, Default)]
+struct LoopTimers {
+    drain_end: Option<Millis>,
+    accept_retry: Option<Millis>,
+    watchdog: Option<Millis>,
+}
+
+impl LoopTimers {
+    fn slot(&mut self, timer: LoopTimer) -> &mut Option<Millis> {
+        match timer {
+            LoopTimer::DrainEnd => &mut self.drain_end,
+            LoopTimer::AcceptRetry => &mut self.accept_retry,
+            LoopTimer::Watchdog => &mut self.watchdog,
+        }
+    }
+
+    fn arm(&mut self, timer: LoopTimer, at: Millis) {
+        *self.slot(timer) = Some(at);
+    }
+
+    /// Disarms `timer`; returns whether it was armed.
+    fn disarm(&mut self, timer: LoopTimer) -> bool {
+        self.slot(timer).take().is_some()
+    }
+
+    fn is_armed(&self, timer: LoopTimer) -> bool {
+        match timer {
+            LoopTimer::DrainEnd => self.drain_end.is_some(),
+            LoopTimer::AcceptRetry => self.accept_retry.is_some(),
+            LoopTimer::Watchdog => self.watchdog.is_some(),
+        }
+    }
+
+    /// The earliest armed timer. Pairwise compares, not a loop over an array: the loop asks
+    /// every pass, and this stays a handful of compares.
+    fn next(&self) -> Option<(Millis, LoopTimer)> {
+        let drain = self.drain_end.map(|at| (at, LoopTimer::DrainEnd));
+        let accept = self.accept_retry.map(|at| (at, LoopTimer::AcceptRetry));
+        let watchdog = self.watchdog.map(|at| (at, LoopTimer::Watchdog));
+        earlier(earlier(drain, accept), watchdog)
+    }
+
+    /// Takes the earliest timer if it is due at `now`.
+    fn pop_due(&mut self, now: Millis) -> Option<LoopTimer> {
+        let (at, timer) = self.next()?;
+        (at <= now).then(|| {
+            self.disarm(timer);
+            timer
+        })
+    }
+}
+
+/// The earlier of two optional due times (the first on a tie).
+fn earlier<T>(a: Option<(Millis, T)>, b: Option<(Millis, T)>) -> Option<(Millis, T)> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.0 < x.0 { y } else { x }),
+        (x, y) => x.or(y),
+    }
+}
+
+/// What the loop's nearest due time is for (the poll's timeout says so in the trace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Due {
+    Conn(usize),
+    Loop(LoopTimer),
+    /// The line for drops the UDP drop log held back.
+    DropLog,
+}
+
+impl std::fmt::Display for Due {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Due::Conn(key) => write!(f, "conn {key}'s deadline"),
+            Due::Loop(LoopTimer::DrainEnd) => f.write_str("the end of the grace period"),
+            Due::Loop(LoopTimer::AcceptRetry) => f.write_str("the time to try accepting again"),
+            Due::Loop(LoopTimer::Watchdog) => f.write_str("the next watchdog ping"),
+            Due::DropLog => f.write_str("the drop log's summary line"),
+        }
+    }
 }
 
 impl Server {
@@ -298,15 +407,13 @@ impl Server {
                 requests: Arc::new(AtomicUsize::new(0)),
             },
             handled_requests: 0,
-            stop_requests: 0,
-            drain_until: None,
-            accept_paused_until: None,
+            lifecycle: Lifecycle::Serving,
+            loop_timers: LoopTimers::default(),
             starved: false,
             read_buf: vec![0; READ_BUF],
             out: Vec::with_capacity(READ_BUF + crate::config::MAX_ACK_REPLY + 64),
             summary: Summary::default(),
             notifier: Notifier::from_env(),
-            watchdog_at: None,
             config,
         })
     }
@@ -335,29 +442,32 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         self.notifier
             .ready(&format!("serving {} socket(s)", self.instances.len()));
-        self.watchdog_at = self.notifier.watchdog_every.map(|_| self.clock.now());
-        loop {
-            let timeout = self.poll_timeout();
-            trace!("poll, timeout {timeout:?}");
+        if self.notifier.watchdog_every.is_some() {
+            self.loop_timers.arm(LoopTimer::Watchdog, self.clock.now());
+        }
+        while self.lifecycle != Lifecycle::Stopping {
+            // The nearest due time, once a pass: it sets the poll's timeout, and after the
+            // events it says whether anything is due (a pass with nothing armed, such as one
+            // that only moves datagrams, never reads the clock).
+            let nearest = self.next_due();
+            let timeout = self.poll_timeout(nearest);
+            self.narrate_sleep(nearest, timeout);
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    trace!(
+                        "poll: interrupted by a signal (EINTR): the signal pipe has it, poll again"
+                    );
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
+            self.narrate_wake(&events);
             let mut pass = PassTime::new(self.clock);
             for (i, event) in events.iter().enumerate() {
                 if i > 0 && i % ACCEPT_EVERY == 0 {
                     self.accept_on_every_listener(pass.get());
                 }
-                trace!(
-                    "event {:?}: readable {} writable {} read closed {} write closed {} error {}",
-                    event.token(),
-                    event.is_readable(),
-                    event.is_writable(),
-                    event.is_read_closed(),
-                    event.is_write_closed(),
-                    event.is_error()
-                );
                 self.dispatch(event, &mut pass);
             }
             for key in std::mem::take(&mut self.again) {
@@ -366,29 +476,26 @@ impl Server {
             for source in std::mem::take(&mut self.udp_again) {
                 self.serve_datagrams(source);
             }
-            if self.next_due().is_some() {
+            if let Some((at, _)) = nearest {
                 let now = pass.get();
-                self.expire_deadlines(now);
-                self.feed_watchdog(now);
+                if at <= now {
+                    self.expire(now);
+                }
             }
             self.remove_closed();
-            if self.stop_requests >= 2 {
-                info!("stopping at once");
-                break;
-            }
-            if let Some(until) = self.drain_until {
-                if self.conns.is_empty() {
-                    break;
-                }
-                if pass.get() >= until {
-                    self.end_grace(pass.get());
-                    break;
-                }
+            if self.lifecycle == Lifecycle::Draining && self.conns.is_empty() {
+                self.set_lifecycle(Lifecycle::Stopping, "every connection has finished");
             }
         }
         self.drops.finish();
         info!("{}", self.summary);
         Ok(self.summary)
+    }
+
+    /// The one place the loop's lifecycle changes.
+    fn set_lifecycle(&mut self, to: Lifecycle, why: &str) {
+        trace!("loop: {} -> {to}: {why}", self.lifecycle);
+        self.lifecycle = to;
     }
 
     fn dispatch(&mut self, event: &mio::event::Event, pass: &mut PassTime) {
@@ -462,7 +569,7 @@ impl Server {
     }
 
     fn accept_until_would_block(&mut self, source: usize, now: Millis) {
-        if self.accept_paused_until.is_some() {
+        if self.loop_timers.is_armed(LoopTimer::AcceptRetry) {
             return;
         }
         loop {
@@ -476,7 +583,10 @@ impl Server {
                     }
                     self.admit(stream, peer, source, now);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    trace!("accept -> WouldBlock: the backlog is empty, back to the poll");
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if out_of_descriptors(&e) => {
                     let instance = self.instances[source];
@@ -486,7 +596,8 @@ impl Server {
                     } else {
                         warn!("{instance}: cannot accept: {reason}; pausing accepts until a connection closes");
                     }
-                    self.accept_paused_until = Some(after(now, ACCEPT_RETRY));
+                    self.loop_timers
+                        .arm(LoopTimer::AcceptRetry, after(now, ACCEPT_RETRY));
                     return;
                 }
                 // The connection died in the backlog, or a firewall refused it: skip it.
@@ -502,7 +613,7 @@ impl Server {
     /// Accepts again on every listener after a pause (a descriptor was freed, or the retry
     /// time came). The backlog may hold connections no new event will announce.
     fn resume_accepting(&mut self, now: Millis) {
-        if self.accept_paused_until.take().is_some() {
+        if self.loop_timers.disarm(LoopTimer::AcceptRetry) {
             trace!("trying to accept again");
             self.accept_on_every_listener(now);
         }
@@ -638,7 +749,6 @@ impl Server {
         if conn.state() == State::Closed {
             return;
         }
-        debug!("conn {key}: closed: {reason}");
         // No deregister: the socket is never duplicated, so closing it (when the entry
         // leaves the slab) removes it from the poll, one system call fewer per connection.
         // Until then the `Closed` state makes the loop skip its events.
@@ -695,14 +805,16 @@ impl Server {
         );
     }
 
-    fn expire_deadlines(&mut self, now: Millis) {
+    /// Acts on everything due at `now`: connections' deadlines, the loop's timers, the drop
+    /// log's summary.
+    fn expire(&mut self, now: Millis) {
         // Each deadline moves its connection on (`Conn::on_deadline`), so this ends: a
         // connection is in here at most once per state it can leave by a deadline.
         while let Some(key) = self.timers.pop_due(now) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            trace!("conn {key}: deadline passed");
+            trace!("conn {key}: its deadline passed");
             // A request deadline or idle limit that passes times the connection out; the
             // connection then leaves it for a linger deadline or closes, so this counts once.
             if conn.deadline.is_some_and(|d| d.kind == Kind::Request) && !conn.is_refusal() {
@@ -712,8 +824,18 @@ impl Server {
             let status = conn.on_deadline(key, &mut cx);
             self.after_pump(key, status);
         }
-        if self.accept_paused_until.is_some_and(|at| at <= now) {
-            self.resume_accepting(now);
+        while let Some(timer) = self.loop_timers.pop_due(now) {
+            trace!("loop: {} has come", Due::Loop(timer));
+            match timer {
+                LoopTimer::DrainEnd => self.end_grace(now),
+                LoopTimer::AcceptRetry => self.accept_on_every_listener(now),
+                LoopTimer::Watchdog => {
+                    self.notifier.watchdog();
+                    if let Some(every) = self.notifier.watchdog_every {
+                        self.loop_timers.arm(LoopTimer::Watchdog, after(now, every));
+                    }
+                }
+            }
         }
         self.drops.flush(now);
     }
@@ -740,16 +862,19 @@ impl Server {
     }
 
     fn request_stop(&mut self, why: &str, now: Millis) {
-        self.stop_requests += 1;
-        if self.stop_requests > 1 {
+        if self.lifecycle != Lifecycle::Serving {
             info!("{why} again: stopping at once");
-            return;
+            return self.set_lifecycle(Lifecycle::Stopping, "a second stop request");
         }
+        // The kernel completed the handshakes of the connections in the listen backlog:
+        // closing a listener would reset them, so they are accepted (and served) first.
+        self.accept_on_every_listener(now);
         // Closing the listeners refuses new connections; closing the UDP sockets ends
         // their service. Each leaves the poll as it closes.
         self.sources.fill_with(|| Source::Closed);
-        self.drain_until = Some(after(now, self.config.shutdown_grace));
-        self.accept_paused_until = None;
+        self.loop_timers.disarm(LoopTimer::AcceptRetry);
+        self.loop_timers
+            .arm(LoopTimer::DrainEnd, after(now, self.config.shutdown_grace));
         let status = format!(
             "{why}: no longer accepting; {} connection(s) have {} s to finish",
             self.conns.len() - self.closed.len(),
@@ -757,6 +882,7 @@ impl Server {
         );
         info!("{status}");
         self.notifier.stopping(&status);
+        self.set_lifecycle(Lifecycle::Draining, why);
     }
 
     /// The grace period is over: every connection still open gets its last words and closes.
@@ -770,48 +896,106 @@ impl Server {
             conn.on_shutdown(key, &mut cx);
         }
         self.conns.clear();
+        self.set_lifecycle(Lifecycle::Stopping, "the grace period is over");
     }
 
-    /// Tells the service manager the loop is alive, when that is due.
-    fn feed_watchdog(&mut self, now: Millis) {
-        if let (Some(at), Some(every)) = (self.watchdog_at, self.notifier.watchdog_every) {
-            if at <= now {
-                self.notifier.watchdog();
-                self.watchdog_at = Some(after(now, every));
-            }
-        }
+    /// The nearest time at which the loop has something to do without an event, and what it
+    /// is: a connection's deadline, one of the loop's timers, or the drop log's summary.
+    fn next_due(&self) -> Option<(Millis, Due)> {
+        let conn = self.timers.next().map(|(at, key)| (at, Due::Conn(key)));
+        let own = self.loop_timers.next().map(|(at, t)| (at, Due::Loop(t)));
+        let drops = self.drops.due().map(|at| (at, Due::DropLog));
+        earlier(earlier(conn, own), drops)
     }
 
-    /// The nearest time at which the loop has something to do without an event: a
-    /// connection's deadline, the end of the grace period, accepting again, the watchdog, or
-    /// the line for drops the drop log held back.
-    fn next_due(&self) -> Option<Millis> {
-        // Pairwise rather than over an array: the loop asks twice a pass, and this stays a
-        // handful of compares.
-        fn earlier(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
-            match (a, b) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                _ => a.or(b),
-            }
-        }
-        earlier(
-            earlier(
-                earlier(self.timers.next(), self.drain_until),
-                earlier(self.accept_paused_until, self.watchdog_at),
-            ),
-            self.drops.due(),
-        )
-    }
-
-    /// How long the loop may sleep: until the nearest deadline, or for ever.
-    fn poll_timeout(&self) -> Option<Duration> {
+    /// How long the loop may sleep: not at all while some socket used its turn, else until
+    /// the nearest due time, or for ever.
+    fn poll_timeout(&self, nearest: Option<(Millis, Due)>) -> Option<Duration> {
         if !self.again.is_empty() || !self.udp_again.is_empty() {
             return Some(Duration::ZERO);
         }
-        let nearest = self.next_due()?;
-        let now = self.clock.now();
-        Some(Duration::from_millis(nearest.saturating_sub(now)))
+        let (at, _) = nearest?;
+        Some(Duration::from_millis(at.saturating_sub(self.clock.now())))
     }
+
+    /// Says why the poll sleeps as long as it does.
+    fn narrate_sleep(&self, nearest: Option<(Millis, Due)>, timeout: Option<Duration>) {
+        if !log::log_enabled!(log::Level::Trace) {
+            return;
+        }
+        match (nearest, timeout) {
+            (_, Some(Duration::ZERO)) if !self.again.is_empty() || !self.udp_again.is_empty() => {
+                trace!("poll: not sleeping: a socket used its turn and goes again (timeout 0)")
+            }
+            (Some((_, due)), Some(t)) => {
+                trace!(
+                    "poll: sleeping until {due} (timeout {:.3} s)",
+                    t.as_secs_f64()
+                )
+            }
+            _ => trace!("poll: sleeping, no deadline armed (timeout none)"),
+        }
+    }
+
+    /// Says what the poll woke up for, naming each socket.
+    fn narrate_wake(&self, events: &Events) {
+        if !log::log_enabled!(log::Level::Trace) {
+            return;
+        }
+        const SHOWN: usize = 8;
+        let mut n = 0;
+        let mut text = String::new();
+        for event in events.iter() {
+            n += 1;
+            if n <= SHOWN {
+                let sep = if n == 1 { "" } else { "; " };
+                text += &format!("{sep}{} {}", self.name(event.token()), readiness(event));
+            }
+        }
+        match n {
+            0 => trace!("poll: woke with no event: the timeout passed"),
+            1 => trace!("poll: woke with 1 event: {text}"),
+            n if n <= SHOWN => trace!("poll: woke with {n} events: {text}"),
+            n => trace!("poll: woke with {n} events: {text}; and {} more", n - SHOWN),
+        }
+    }
+
+    /// The name of the socket behind `token`, as the trace calls it.
+    fn name(&self, token: Token) -> String {
+        match token {
+            WAKER => "the shutdown waker".to_string(),
+            SIGNALS => "the signal pipe".to_string(),
+            Token(t) if t < self.first_conn() => {
+                let i = t - FIRST_SOURCE;
+                match self.instances[i].transport {
+                    Transport::Tcp => format!("listener {}", self.instances[i]),
+                    Transport::Udp => format!("udp socket {}", self.instances[i]),
+                }
+            }
+            Token(t) => format!("conn {}", t - self.first_conn()),
+        }
+    }
+}
+
+/// What an event reports, in words.
+fn readiness(event: &mio::event::Event) -> String {
+    let mut words = Vec::new();
+    if event.is_readable() {
+        words.push("readable");
+    }
+    if event.is_writable() {
+        words.push("writable");
+    }
+    if event.is_read_closed() {
+        words.push("peer closed its write side");
+    }
+    if event.is_write_closed() {
+        words.push("peer closed its read side");
+    }
+    if event.is_error() {
+        words.push("error");
+    }
+    words.join(", ")
 }
 
 fn cx<'a>(config: &'a Config, read_buf: &'a mut [u8], out: &'a mut Vec<u8>, now: Millis) -> Cx<'a> {

@@ -203,8 +203,14 @@ pub fn serve(
     let mut tally = Tally::default();
     for _ in 0..TURN {
         let n = match batch.receive(fd) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (tally, true),
+            Ok(n) => {
+                trace!("{instance}: recvmmsg -> {n} datagram(s)");
+                n
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                trace!("{instance}: recvmmsg -> WouldBlock: the queue is empty, back to the poll");
+                return (tally, true);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // An error queued on the socket (such as an ICMP report) is consumed by
@@ -248,11 +254,17 @@ pub fn serve(
                 crate::sockets::reason(e)
             );
         }
+        trace!(
+            "{instance}: sendmmsg: {} of {} replies sent",
+            answered.sent,
+            answered.replies
+        );
         tally.answered += answered.sent as u64;
         tally.dropped += lost as u64;
         if n < BATCH {
             // A short batch took everything that was waiting; a datagram that comes later
             // raises a new event.
+            trace!("{instance}: a short batch: it took all that was queued (no read needed to see WouldBlock)");
             return (tally, true);
         }
     }

@@ -403,7 +403,7 @@ fn an_idle_daemon_makes_no_wake_ups() {
     ];
     let (mut p, addrs) = daemon(&args, "debug");
     count_reply(addrs[0], LINE);
-    p.wait_for(": closed: ");
+    p.wait_for("-> closed: ");
     let pid = p.pid();
     wait_asleep(pid);
     let before = context_switches(pid);
@@ -563,7 +563,7 @@ fn no_service_flags_run_tcp_count_and_udp_echo_on_port_51423() {
 fn debug_logs_each_connection_and_info_does_not() {
     let debug = count_exchange_log("debug", LINE);
     let info = count_exchange_log("info", LINE);
-    for needle in ["accepted from 127.0.0.1:", ": closed: "] {
+    for needle in ["accepted from 127.0.0.1:", "-> closed: "] {
         assert!(
             debug.iter().any(|l| l.contains(needle)),
             "no {needle:?} in {debug:?}"

@@ -269,6 +269,18 @@ impl Proc {
             .unwrap()
     }
 
+    /// Waits for each of `steps` in turn, each on a stderr line after the last one's (the
+    /// trace telling a story in order); returns the index of the last line matched.
+    pub fn wait_in_order(&mut self, steps: &[&str]) -> usize {
+        let mut from = 0;
+        for step in steps {
+            let found = |seen: &[String]| seen.iter().skip(from).position(|l| l.contains(step));
+            self.read_until(step, |seen| found(seen).is_some());
+            from += found(&self.seen).unwrap() + 1;
+        }
+        from - 1
+    }
+
     /// Waits for the `n`th stderr line (counting from 1) containing `needle`; returns it.
     pub fn wait_for_nth(&mut self, needle: &str, n: usize) -> String {
         let matching = |seen: &[String]| seen.iter().filter(|l| l.contains(needle)).count();
