@@ -3,20 +3,35 @@
 //! ```text
 //!   Poll ── events ──► dispatch by Token
 //!     │                  ├─ listener   → accept until WouldBlock → slab.insert(Conn)
-//!     │                  ├─ udp socket → recv_from until WouldBlock → reply
+//!     │                  ├─ udp socket → recvmmsg batches until WouldBlock → sendmmsg replies
 //!     │                  ├─ conn       → Conn::pump: read ⇄ session ⇄ write
-//!     │                  ├─ signals    → begin the drain (a second one: stop now)
+//!     │                  ├─ signals    → drain (a second one: stop now); SIGUSR1: counters
 //!     │                  └─ waker      → the same, from a Shutdown handle
-//!     └── timeout = the nearest deadline; none at all when nothing is armed
+//!     ├── again-list: sockets that used their turn go again before the loop sleeps
+//!     ├── deadlines due: connections' (`Timers`), the loop's own (`LoopTimers`)
+//!     ├── closed connections leave the slab (and their sockets close)
+//!     └── timeout = the nearest due time; none at all when nothing is armed
 //! ```
 //! Tokens: 0 is the waker, 1 the signals, then one per listener and UDP socket, then one per
-//! connection (`FIRST_CONN + slab key`). A connection that closes during a batch of events
+//! connection (`first_conn() + slab key`). A connection that closes during a batch of events
 //! stays in the slab until the batch is done, so a later event of that batch cannot reach a
 //! new connection that reused its key.
 //!
-//! Readiness is edge-triggered: every handler repeats its call until `WouldBlock`. Each
-//! connection is registered once for both directions; its interest never changes, so the
-//! loop makes no `epoll_ctl` calls beyond the one that adds it.
+//! Readiness is edge-triggered: the poll reports a change once, so a handler must take all
+//! that a readiness allows before the loop sleeps, or nothing will report it again. Handlers
+//! repeat their call until `WouldBlock`, except in three places, each safe:
+//! - a read that comes back short after the poll reported the client's FIN: everything before
+//!   the FIN was taken, so another read could only return 0 (`conn::got`);
+//! - a UDP batch that comes back short: `recvmmsg` took everything queued, and a datagram that
+//!   arrives later raises a new event (`udp::serve`);
+//! - a connection that used its turn (32 reads or writes) or a UDP socket that used its own
+//!   (8 batches): it goes on the again-list and is served again before the loop sleeps (the
+//!   poll's timeout is then 0), so a fast client cannot starve the others and nothing waits
+//!   for an event that will not come.
+//!
+//! A connection is registered for READABLE, and for WRITABLE too only while output waits
+//! (`Conn::update_interest`): the interest changes, at the cost of an `epoll_ctl`, only when
+//! a client stops reading and when it catches up.
 
 use std::io;
 use std::net::SocketAddr;
