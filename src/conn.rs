@@ -44,7 +44,7 @@ use crate::logbytes::Escaped;
 use crate::session::{Session, Settings, Step};
 
 /// The socket operations a connection makes.
-pub trait Io {
+pub(crate) trait Io {
     /// One read into `buf`; `Ok(0)` is the client's EOF.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// One write of `buf`. With `more`, the kernel may hold the bytes back for what follows at
@@ -74,7 +74,7 @@ impl Io for TcpStream {
 
 /// What the client's half of the connection has said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// More may come.
     Open,
     /// The poll reported the client's FIN: what is queued before it is all that will come.
@@ -85,7 +85,7 @@ pub enum Input {
 
 /// Where a connection is in its life (the diagram at the top of this file).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// The session is running: what the client sends goes to it, its answers go out.
     Serving,
     /// The session has said everything; its last words are going out. The deadline is still
@@ -117,7 +117,7 @@ impl fmt::Display for State {
 
 /// What one read brought, with the poll's report of the client's FIN taken into account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Got {
+pub(crate) enum Got {
     /// Bytes; more may follow.
     Data(usize),
     /// Bytes, and then the client's EOF: the poll had reported its FIN before the read began
@@ -131,7 +131,7 @@ pub enum Got {
 }
 
 /// What a read of `n` bytes into room for `limit` means, given what the client has said.
-pub fn got(n: usize, limit: usize, input: Input) -> Got {
+pub(crate) fn got(n: usize, limit: usize, input: Input) -> Got {
     match n {
         0 => Got::Eof,
         n if input == Input::FinReported && n < limit => Got::DataThenEof(n),
@@ -141,7 +141,7 @@ pub fn got(n: usize, limit: usize, input: Input) -> Got {
 
 /// How the connection closes once its last words are out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Finish {
+pub(crate) enum Finish {
     /// The client's EOF was read: nothing is left unread, so the close cannot cost the
     /// client its reply. Close now; the close sends our FIN.
     CloseNow,
@@ -153,7 +153,7 @@ pub enum Finish {
 }
 
 /// The close decision once the last words are out.
-pub fn after_last_words(input: Input) -> Finish {
+pub(crate) fn after_last_words(input: Input) -> Finish {
     match input {
         Input::Ended => Finish::CloseNow,
         Input::FinReported => Finish::Linger { shutdown: false },
@@ -163,7 +163,7 @@ pub fn after_last_words(input: Input) -> Finish {
 
 /// What a lingering connection does after a read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Linger {
+pub(crate) enum Linger {
     /// The client's EOF came: close.
     Close,
     /// Input was thrown away; read again.
@@ -176,7 +176,7 @@ pub enum Linger {
 }
 
 /// The decision after a read while lingering (`fin_sent`: our write side is shut down).
-pub fn linger_read(got: Got, fin_sent: bool) -> Linger {
+pub(crate) fn linger_read(got: Got, fin_sent: bool) -> Linger {
     match got {
         Got::Eof | Got::DataThenEof(_) => Linger::Close,
         Got::Data(_) => Linger::Drain,
@@ -187,7 +187,7 @@ pub fn linger_read(got: Got, fin_sent: bool) -> Linger {
 
 /// What a pump left the connection as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     /// Waiting for readiness or a deadline.
     Open,
     /// It still has work but used its turn; pump it again before sleeping.
@@ -201,7 +201,7 @@ pub enum Status {
 const TURN: usize = 32;
 
 /// The loop's shared buffers and settings, lent to a connection while it is pumped.
-pub struct Cx<'a> {
+pub(crate) struct Cx<'a> {
     /// Where reads land (shared by every connection: a connection owns no read buffer).
     pub read_buf: &'a mut [u8],
     /// Where sessions write their output before it goes to the socket.
@@ -216,7 +216,7 @@ pub struct Cx<'a> {
 
 /// One TCP connection over a socket `S`.
 #[derive(Debug)]
-pub struct Conn<S = TcpStream> {
+pub(crate) struct Conn<S = TcpStream> {
     io: S,
     pub session: Session,
     /// When something must happen without an event, and what kind of wait that is.
@@ -234,7 +234,7 @@ impl<S: Io> Conn<S> {
     /// A new connection whose session has written its first words into `cx.out` (`opened`
     /// is what the session said its state is); they are sent at once (a fresh socket has
     /// room), and only what does not fit is kept.
-    pub fn open(
+    pub(crate) fn open(
         key: usize,
         io: S,
         session: Session,
@@ -262,29 +262,29 @@ impl<S: Io> Conn<S> {
         Ok(conn)
     }
 
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.state
     }
 
     /// Whether this is a busy refusal rather than a served connection.
-    pub fn is_refusal(&self) -> bool {
+    pub(crate) fn is_refusal(&self) -> bool {
         self.session.is_refusal()
     }
 
     /// The poll says the client will send nothing more after what is queued.
-    pub fn on_peer_fin(&mut self) {
+    pub(crate) fn on_peer_fin(&mut self) {
         if self.input == Input::Open {
             self.input = Input::FinReported;
         }
     }
 
     /// Marks the connection closed, for `why`.
-    pub fn close(&mut self, key: usize, why: &str) {
+    pub(crate) fn close(&mut self, key: usize, why: &str) {
         self.set_state(key, State::Closed, why);
     }
 
     /// Does all the I/O the connection can do now.
-    pub fn pump(&mut self, key: usize, cx: &mut Cx) -> Status {
+    pub(crate) fn pump(&mut self, key: usize, cx: &mut Cx) -> Status {
         let mut moved = false;
         let status = self.pump_turn(key, cx, &mut moved).unwrap_or_else(|e| {
             cx.out.clear();
@@ -299,7 +299,7 @@ impl<S: Io> Conn<S> {
 
     /// The connection's deadline passed. It always moves the connection on: a `Serving`
     /// connection leaves `Serving` for good (so it times out once), any other one closes.
-    pub fn on_deadline(&mut self, key: usize, cx: &mut Cx) -> Status {
+    pub(crate) fn on_deadline(&mut self, key: usize, cx: &mut Cx) -> Status {
         match self.state {
             State::Serving => match self.session.on_deadline(&cx.settings, cx.out) {
                 Step::Quit => {
@@ -329,7 +329,7 @@ impl<S: Io> Conn<S> {
 
     /// The daemon stops now: last words (if any) are written if the socket takes them, then
     /// the connection is to be closed.
-    pub fn on_shutdown(&mut self, key: usize, cx: &mut Cx) {
+    pub(crate) fn on_shutdown(&mut self, key: usize, cx: &mut Cx) {
         if self.state == State::Serving {
             let step = self.session.on_shutdown(cx.out);
             trace!("conn {key}: the grace period is over: {step:?}");
@@ -544,7 +544,7 @@ impl<S: Io> Conn<S> {
 
 impl Conn<TcpStream> {
     /// Registers the socket: READABLE, and WRITABLE too while output waits.
-    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         self.interest = self.wanted_interest();
         registry.register(&mut self.io, token, self.interest)
     }
@@ -552,7 +552,7 @@ impl Conn<TcpStream> {
     /// Tells the poll when output starts or stops waiting (rare: only when the socket's send
     /// buffer fills, and when it drains again). While output waits, nothing is read: that is
     /// the backpressure.
-    pub fn update_interest(
+    pub(crate) fn update_interest(
         &mut self,
         key: usize,
         registry: &Registry,
@@ -597,7 +597,7 @@ fn narrate_read(key: usize, got: Got, buf: &[u8]) {
 }
 
 /// A short reason for a connection that ended with an error.
-pub fn closed_by(e: &io::Error) -> &'static str {
+pub(crate) fn closed_by(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::ConnectionReset => "reset by peer",
         io::ErrorKind::BrokenPipe => "peer went away",

@@ -14,10 +14,10 @@
 
 use std::time::{Duration, Instant};
 /// Milliseconds since the loop started (`u64`: it does not wrap in any lifetime).
-pub type Millis = u64;
+pub(crate) type Millis = u64;
 
 /// The deadline of something that has none.
-pub const NEVER: Millis = Millis::MAX;
+pub(crate) const NEVER: Millis = Millis::MAX;
 
 /// The loop's monotonic clock, in whole milliseconds.
 #[derive(Clone, Copy, Debug)]
@@ -40,31 +40,31 @@ impl Clock {
 /// The time of one pass of the loop, read from the clock the first time something asks for
 /// it: a pass that only moves datagrams (which have no deadlines) never reads the clock.
 #[derive(Debug)]
-pub struct PassTime {
+pub(crate) struct PassTime {
     clock: Clock,
     read: Option<Millis>,
 }
 
 impl PassTime {
-    pub fn new(clock: Clock) -> PassTime {
+    pub(crate) fn new(clock: Clock) -> PassTime {
         PassTime { clock, read: None }
     }
 
     /// The pass's time: the same value every time it is asked for within the pass.
-    pub fn get(&mut self) -> Millis {
+    pub(crate) fn get(&mut self) -> Millis {
         *self.read.get_or_insert_with(|| self.clock.now())
     }
 }
 
 /// `now + span`, in milliseconds, rounded up so a deadline is never early.
-pub fn after(now: Millis, span: Duration) -> Millis {
+pub(crate) fn after(now: Millis, span: Duration) -> Millis {
     let ms = span.as_nanos().div_ceil(1_000_000);
     now.saturating_add(Millis::try_from(ms).unwrap_or(NEVER))
 }
 
 /// The kinds of deadline; each has one length, so each is one list in order of due time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `count`'s request deadline or `echo`/`ack`'s idle limit (`--idle-timeout`).
     Request,
     /// The lingering close, and the last words after a deadline (`--linger`).
@@ -75,7 +75,7 @@ const KINDS: usize = 2;
 
 /// A connection's deadline: what kind, and when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Deadline {
+pub(crate) struct Deadline {
     pub kind: Kind,
     pub due: Millis,
 }
@@ -112,7 +112,7 @@ const EMPTY: Ends = Ends {
 
 /// The connections' deadlines, keyed by slab key.
 #[derive(Debug)]
-pub struct Timers {
+pub(crate) struct Timers {
     links: Vec<Link>,
     lists: [Ends; KINDS],
 }
@@ -129,7 +129,7 @@ impl Default for Timers {
 impl Timers {
     /// Makes `key`'s entry say `wanted`: moves it to its new place, or removes it for `None`.
     /// Costs nothing when nothing changed.
-    pub fn sync(&mut self, key: usize, wanted: Option<Deadline>) {
+    pub(crate) fn sync(&mut self, key: usize, wanted: Option<Deadline>) {
         let due = wanted.map_or(NEVER, |d| d.due);
         if self.links.get(key).map_or(NEVER, |l| l.due) == due {
             return;
@@ -141,12 +141,12 @@ impl Timers {
     }
 
     /// Removes `key`'s entry, if it has one (its connection closed).
-    pub fn cancel(&mut self, key: usize) {
+    pub(crate) fn cancel(&mut self, key: usize) {
         self.sync(key, None);
     }
 
     /// When the earliest entry is due, and its key.
-    pub fn next(&self) -> Option<(Millis, usize)> {
+    pub(crate) fn next(&self) -> Option<(Millis, usize)> {
         self.lists
             .iter()
             .filter(|ends| ends.head != NIL)
@@ -155,7 +155,7 @@ impl Timers {
     }
 
     /// Takes the earliest entry if it is due at `now`, and returns its key.
-    pub fn pop_due(&mut self, now: Millis) -> Option<usize> {
+    pub(crate) fn pop_due(&mut self, now: Millis) -> Option<usize> {
         let (due, key) = self.next()?;
         if due > now {
             return None;
@@ -166,7 +166,7 @@ impl Timers {
 
     /// Gives back the table's room for keys from `slots` on (the slab shrank to `slots`;
     /// every key past it is free, so it is in no list).
-    pub fn shrink_to(&mut self, slots: usize) {
+    pub(crate) fn shrink_to(&mut self, slots: usize) {
         debug_assert!(self.links.iter().skip(slots).all(|l| l.due == NEVER));
         self.links.truncate(slots);
         self.links.shrink_to_fit();
@@ -174,7 +174,7 @@ impl Timers {
 
     /// How many entries the lists hold: one per connection with a deadline. (A walk over the
     /// table, for `SIGUSR1` at debug level and tests, not for every pass.)
-    pub fn armed(&self) -> usize {
+    pub(crate) fn armed(&self) -> usize {
         self.links.iter().filter(|l| l.due != NEVER).count()
     }
 

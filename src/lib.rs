@@ -21,6 +21,8 @@
 //! (the UDP services), `deadline` (timers), `cli` (the command line), `args` (the ranges of its
 //! numbers).
 
+#![warn(unreachable_pub)]
+
 pub mod args;
 pub mod cli;
 pub mod client;

@@ -3,11 +3,11 @@
 use std::fmt;
 
 /// Displays bytes with `\n`, `\xff` style escapes, at most [`Escaped::SHOWN`] of them.
-pub struct Escaped<'a>(pub &'a [u8]);
+pub(crate) struct Escaped<'a>(pub &'a [u8]);
 
 impl Escaped<'_> {
     /// How many bytes a log line shows.
-    pub const SHOWN: usize = 64;
+    pub(crate) const SHOWN: usize = 64;
 }
 
 impl fmt::Display for Escaped<'_> {

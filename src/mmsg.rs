@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
 /// The most datagrams one call moves.
-pub const BATCH: usize = 16;
+pub(crate) const BATCH: usize = 16;
 
 /// Room for one datagram: any UDP payload fits.
 const SLOT: usize = 64 * 1024;

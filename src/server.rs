@@ -93,7 +93,14 @@ impl std::fmt::Display for BindError {
     }
 }
 
-impl std::error::Error for BindError {}
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BindError::Config(e) => Some(e),
+            BindError::Bind(_, e) | BindError::Setup(e) => Some(e),
+        }
+    }
+}
 
 /// The counters of the summary line logged at exit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

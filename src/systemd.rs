@@ -41,8 +41,9 @@ pub struct Activated {
 /// announced them so that no child process inherits them.
 ///
 /// Must be called while the process has one thread (it edits the environment): the daemon
-/// calls it first thing.
-pub fn take_passed() -> io::Result<Vec<Passed>> {
+/// calls it first thing. Crate-private for that reason: a library user's program may have
+/// threads.
+pub(crate) fn take_passed() -> io::Result<Vec<Passed>> {
     let passed = sd_notify::listen_fds_with_names()?;
     let passed = passed
         .map(|(fd, name)| Passed {

@@ -11,7 +11,7 @@ use crate::config::ranges::MAX_SECS;
 
 /// The scenarios, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scenario {
+pub(super) enum Scenario {
     Count,
     Hold,
     UdpEcho,
@@ -19,14 +19,14 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub(super) const ALL: [Scenario; 4] = [
         Scenario::Count,
         Scenario::Hold,
         Scenario::UdpEcho,
         Scenario::UdpTime,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Scenario::Count => "count",
             Scenario::Hold => "hold",
@@ -35,7 +35,7 @@ impl Scenario {
         }
     }
 
-    pub fn is_udp(self) -> bool {
+    pub(super) fn is_udp(self) -> bool {
         matches!(self, Scenario::UdpEcho | Scenario::UdpTime)
     }
 
@@ -66,7 +66,7 @@ impl Scenario {
 
 /// Everything a run needs from the command line.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Options {
+pub(super) struct Options {
     pub scenario: Scenario,
     /// `HOST:PORT`, not resolved yet.
     pub addr: String,
@@ -91,7 +91,7 @@ pub struct Options {
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
-pub enum Command {
+pub(super) enum Command {
     Help(Option<Scenario>),
     Run(Options),
 }
@@ -145,7 +145,7 @@ const SOURCES: Range<u8> = Range {
 };
 
 /// Parses `oneloop load ARGS` (without `load`). The error is a usage message.
-pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
+pub(super) fn parse(args: Vec<OsString>) -> Result<Command, String> {
     use lexopt::prelude::*;
 
     let mut parser = lexopt::Parser::from_args(args);
@@ -305,7 +305,7 @@ const FLAGS: [Flag; 11] = [
 ];
 
 /// The `--help` text: for one scenario, or for all of them.
-pub fn help(scenario: Option<Scenario>) -> String {
+pub(super) fn help(scenario: Option<Scenario>) -> String {
     let mut text = String::from(
         "Usage: oneloop load SCENARIO ADDR [OPTIONS]\n\n\
          Load for a count/echo/time server from one thread and one poll loop.\n\nScenarios:\n",

@@ -27,7 +27,7 @@ const MAX_PEER: u32 = 64;
 
 /// What every client of a run sends and expects.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Exchange {
+pub(super) struct Exchange {
     /// The line and its LF.
     request: Vec<u8>,
     /// `You entered N characters.\n`.
@@ -36,7 +36,7 @@ pub struct Exchange {
 
 impl Exchange {
     /// The exchange for `line` (without its LF; it must hold none).
-    pub fn new(line: &[u8]) -> Exchange {
+    pub(super) fn new(line: &[u8]) -> Exchange {
         let mut counter = LineCounter::default();
         counter.push(line);
         let mut request = line.to_vec();
@@ -50,7 +50,7 @@ impl Exchange {
 
 /// The part of the welcome being read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WelcomePart {
+pub(super) enum WelcomePart {
     /// `Welcome, `
     Greeting,
     /// The client's address as the server saw it, up to the LF.
@@ -61,7 +61,7 @@ pub enum WelcomePart {
 
 /// Where an exchange is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CountState {
+pub(super) enum CountState {
     /// The TCP handshake is under way.
     Connecting,
     ReadingWelcome(WelcomePart),
@@ -78,7 +78,7 @@ pub enum CountState {
 
 /// One client's exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CountClient {
+pub(super) struct CountClient {
     state: CountState,
     /// Bytes matched of the current part (reading states) or sent of the line (SendingLine).
     at: u32,
@@ -94,17 +94,17 @@ impl Default for CountClient {
 }
 
 impl CountClient {
-    pub fn state(&self) -> CountState {
+    pub(super) fn state(&self) -> CountState {
         self.state
     }
 
     /// Done or failed: nothing more will happen.
-    pub fn is_finished(&self) -> bool {
+    pub(super) fn is_finished(&self) -> bool {
         matches!(self.state, CountState::Done | CountState::Failed(_))
     }
 
     /// Connecting or reading the welcome (what `hold` limits the number of at once).
-    pub fn is_opening(&self) -> bool {
+    pub(super) fn is_opening(&self) -> bool {
         matches!(
             self.state,
             CountState::Connecting | CountState::ReadingWelcome(_)
@@ -112,14 +112,14 @@ impl CountClient {
     }
 
     /// The handshake completed.
-    pub fn on_connected(&mut self) {
+    pub(super) fn on_connected(&mut self) {
         if self.state == CountState::Connecting {
             self.enter(CountState::ReadingWelcome(WelcomePart::Greeting));
         }
     }
 
     /// Bytes from the server.
-    pub fn on_data(&mut self, data: &[u8], exchange: &Exchange) {
+    pub(super) fn on_data(&mut self, data: &[u8], exchange: &Exchange) {
         match self.state {
             CountState::ReadingWelcome(_) => {
                 for (i, &b) in data.iter().enumerate() {
@@ -146,7 +146,7 @@ impl CountClient {
     }
 
     /// The server closed its side: the end of a complete reply, or too early.
-    pub fn on_eof(&mut self, exchange: &Exchange) {
+    pub(super) fn on_eof(&mut self, exchange: &Exchange) {
         if self.state == CountState::ReadingReply && self.at as usize == exchange.reply.len() {
             self.enter(CountState::Done);
         } else {
@@ -155,24 +155,24 @@ impl CountClient {
     }
 
     /// The socket failed this way.
-    pub fn on_failure(&mut self, failure: Failure) {
+    pub(super) fn on_failure(&mut self, failure: Failure) {
         self.fail(failure);
     }
 
     /// The exchange's deadline passed.
-    pub fn on_deadline(&mut self) {
+    pub(super) fn on_deadline(&mut self) {
         self.fail(Failure::TimedOut);
     }
 
     /// Sends the line now (from `Welcomed`).
-    pub fn release(&mut self) {
+    pub(super) fn release(&mut self) {
         if self.state == CountState::Welcomed {
             self.enter(CountState::SendingLine);
         }
     }
 
     /// What to write next (nothing unless sending the line).
-    pub fn unsent<'a>(&self, exchange: &'a Exchange) -> &'a [u8] {
+    pub(super) fn unsent<'a>(&self, exchange: &'a Exchange) -> &'a [u8] {
         match self.state {
             CountState::SendingLine => &exchange.request[self.at as usize..],
             _ => &[],
@@ -181,7 +181,7 @@ impl CountClient {
 
     /// `n` bytes of `unsent` were written. Returns true when the line is complete: the
     /// driver shuts the write side down now.
-    pub fn on_sent(&mut self, n: usize, exchange: &Exchange) -> bool {
+    pub(super) fn on_sent(&mut self, n: usize, exchange: &Exchange) -> bool {
         if self.state != CountState::SendingLine {
             return false;
         }

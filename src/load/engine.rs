@@ -21,7 +21,7 @@ use super::report::Tally;
 use super::time::{Micros, RunClock, SECOND};
 
 /// What one wake-up lends a workload.
-pub struct Cx<'a> {
+pub(super) struct Cx<'a> {
     pub registry: &'a Registry,
     pub now: Micros,
     /// Where every read lands (64 KiB: the largest datagram fits).
@@ -33,14 +33,14 @@ pub struct Cx<'a> {
 
 impl Cx<'_> {
     /// Prints a line on stderr, on a line of its own even while the progress line shows.
-    pub fn note(&self, line: &str) {
+    pub(super) fn note(&self, line: &str) {
         let clear = if self.live { "\r\x1b[K" } else { "" };
         eprintln!("{clear}{line}");
     }
 }
 
 /// A scenario as the loop drives it.
-pub trait Workload {
+pub(super) trait Workload {
     /// Handles one readiness event.
     fn on_event(&mut self, event: &Event, cx: &mut Cx<'_>);
     /// The work between batches of events: deadlines, finished connections, new starts.
@@ -57,7 +57,7 @@ const READ_BUF: usize = 64 * 1024;
 const EVENTS: usize = 1024;
 
 /// Runs `work` to its end; returns how long the run took from `clock`'s start.
-pub fn drive(
+pub(super) fn drive(
     poll: &mut Poll,
     work: &mut impl Workload,
     tally: &mut Tally,

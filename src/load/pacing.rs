@@ -18,11 +18,11 @@ use super::time::{Micros, SECOND};
 /// them. Bounded so, a run of up to a year has at most 2^45 starts, which `u64` and the `f64`
 /// arithmetic of the schedule hold exactly; an unbounded rate (`1e300`) would make the count
 /// of starts saturate at `u64::MAX`, and every start not made be given up as timed out.
-pub const MAX_RATE: f64 = 1_000_000.0;
+pub(super) const MAX_RATE: f64 = 1_000_000.0;
 
 /// How connections are started.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Pacing {
+pub(super) enum Pacing {
     /// Keep `connections` in flight until `end`.
     Closed { connections: usize, end: Micros },
     /// Start on a schedule.
@@ -31,7 +31,7 @@ pub enum Pacing {
 
 /// An open-loop schedule: start `i` is intended at `start + i * 1e6 / rate` µs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Schedule {
+pub(super) struct Schedule {
     rate: f64,
     start: Micros,
     /// Starts in the run: those intended before its end.
@@ -48,7 +48,13 @@ impl Schedule {
     /// `rate` starts a second (positive, at most [`MAX_RATE`]) from `start` for `duration`
     /// (at most a year), at most `cap` in flight; starts still held back at
     /// `duration + grace` are given up.
-    pub fn new(rate: f64, start: Micros, duration: Micros, grace: Micros, cap: usize) -> Schedule {
+    pub(super) fn new(
+        rate: f64,
+        start: Micros,
+        duration: Micros,
+        grace: Micros,
+        cap: usize,
+    ) -> Schedule {
         let total = (duration as f64 * rate / SECOND as f64).ceil() as u64;
         Schedule {
             rate,
@@ -69,7 +75,7 @@ impl Schedule {
 impl Pacing {
     /// The next start allowed at `now` with `in_flight` connections running, as the time its
     /// latency is measured from; `None` when no start is due or there is no room.
-    pub fn next_start(&mut self, now: Micros, in_flight: usize) -> Option<Micros> {
+    pub(super) fn next_start(&mut self, now: Micros, in_flight: usize) -> Option<Micros> {
         match self {
             Pacing::Closed { connections, end } => {
                 (now < *end && in_flight < *connections).then_some(now)
@@ -90,7 +96,7 @@ impl Pacing {
 
     /// When the loop must wake to start more, though no connection finishes: the next
     /// intended start while there is room, or the give-up time while starts are held back.
-    pub fn wake_at(&self, now: Micros, in_flight: usize) -> Option<Micros> {
+    pub(super) fn wake_at(&self, now: Micros, in_flight: usize) -> Option<Micros> {
         match self {
             Pacing::Closed { connections, end } => {
                 (now < *end && in_flight < *connections).then_some(now)
@@ -102,7 +108,7 @@ impl Pacing {
     }
 
     /// Gives up, at the give-up time, the starts still held back; returns how many.
-    pub fn give_up(&mut self, now: Micros) -> u64 {
+    pub(super) fn give_up(&mut self, now: Micros) -> u64 {
         match self {
             Pacing::Open(s) if now >= s.give_up_at && s.next < s.total => {
                 let left = s.total - s.next;
@@ -114,7 +120,7 @@ impl Pacing {
     }
 
     /// Whether every start has been made (or given up).
-    pub fn is_done(&self, now: Micros) -> bool {
+    pub(super) fn is_done(&self, now: Micros) -> bool {
         match self {
             Pacing::Closed { end, .. } => now >= *end,
             Pacing::Open(s) => s.next >= s.total,

@@ -22,7 +22,7 @@ use super::time::Micros;
 
 /// Why a request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
+pub(super) enum Failure {
     /// The connection was refused (TCP RST to the SYN; ICMP port unreachable for UDP).
     Refused,
     /// The connection was reset or broken after it was established.
@@ -36,7 +36,7 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub const ALL: [Failure; 5] = [
+    pub(super) const ALL: [Failure; 5] = [
         Failure::Refused,
         Failure::Reset,
         Failure::TimedOut,
@@ -45,7 +45,7 @@ impl Failure {
     ];
 
     /// The kind of failure an I/O error stands for.
-    pub fn of(e: &io::Error) -> Failure {
+    pub(super) fn of(e: &io::Error) -> Failure {
         match e.kind() {
             io::ErrorKind::ConnectionRefused => Failure::Refused,
             io::ErrorKind::ConnectionReset
@@ -82,7 +82,7 @@ const LATENCY_CEILING: Micros = 3_600 * 1_000_000;
 
 /// The counters of a run, updated as requests finish.
 #[derive(Debug)]
-pub struct Tally {
+pub(super) struct Tally {
     completed: u64,
     errors: [u64; Failure::ALL.len()],
     lost: u64,
@@ -111,18 +111,18 @@ impl Default for Tally {
 
 impl Tally {
     /// A request completed correctly after `latency` microseconds.
-    pub fn success(&mut self, latency: Micros) {
+    pub(super) fn success(&mut self, latency: Micros) {
         self.completed += 1;
         self.latency.saturating_record(latency.max(1));
     }
 
-    pub fn failure(&mut self, failure: Failure) {
+    pub(super) fn failure(&mut self, failure: Failure) {
         self.errors[failure as usize] += 1;
     }
 
     /// The kind of failure `e` stands for; the text of the first unexpected one (`Other`) is
     /// kept for the report.
-    pub fn classify(&mut self, e: &io::Error) -> Failure {
+    pub(super) fn classify(&mut self, e: &io::Error) -> Failure {
         let failure = Failure::of(e);
         if failure == Failure::Other && self.first_other.is_none() {
             self.first_other = Some(crate::sockets::reason(e));
@@ -131,25 +131,25 @@ impl Tally {
     }
 
     /// `n` requests failed the same way.
-    pub fn failures(&mut self, failure: Failure, n: u64) {
+    pub(super) fn failures(&mut self, failure: Failure, n: u64) {
         self.errors[failure as usize] += n;
     }
 
     /// A UDP request went unanswered within the timeout.
-    pub fn lost(&mut self) {
+    pub(super) fn lost(&mut self) {
         self.lost += 1;
     }
 
     /// The target answered something.
-    pub fn reached(&mut self) {
+    pub(super) fn reached(&mut self) {
         self.reached = true;
     }
 
-    pub fn completed(&self) -> u64 {
+    pub(super) fn completed(&self) -> u64 {
         self.completed
     }
 
-    pub fn errors(&self) -> u64 {
+    pub(super) fn errors(&self) -> u64 {
         self.errors.iter().sum()
     }
 
@@ -181,7 +181,7 @@ struct Percentiles {
 
 /// The final report of a run.
 #[derive(Debug)]
-pub struct Report<'a> {
+pub(super) struct Report<'a> {
     /// `count`, `hold`, `udp-echo` or `udp-time`.
     pub scenario: &'static str,
     pub target: SocketAddr,
@@ -208,7 +208,7 @@ impl Report<'_> {
 
     /// The process exit code: 3 when the target never answered and nothing completed, 1 when
     /// any request failed, else 0. (UDP losses are not failures: they are reported apart.)
-    pub fn exit_code(&self) -> u8 {
+    pub(super) fn exit_code(&self) -> u8 {
         if self.tally.completed == 0 && !self.tally.reached {
             3
         } else if self.tally.errors() > 0 {
@@ -220,7 +220,7 @@ impl Report<'_> {
 
     /// The report as one line of JSON. Every string in it is a scenario name or a socket
     /// address, neither of which holds a character JSON would need escaped.
-    pub fn json(&self) -> String {
+    pub(super) fn json(&self) -> String {
         let t = self.tally;
         let rate = match self.rate {
             Some(r) => format!("{r:?}"),

@@ -55,14 +55,14 @@ struct Conn {
 
 /// Round robin over the source addresses `127.0.0.1 ..= 127.0.0.N`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sources {
+pub(super) struct Sources {
     count: u8,
     next: u8,
 }
 
 impl Sources {
     /// `count` addresses, 1 to 254.
-    pub fn new(count: u8) -> Sources {
+    pub(super) fn new(count: u8) -> Sources {
         Sources { count, next: 0 }
     }
 
@@ -75,14 +75,14 @@ impl Sources {
 
 /// What drives the starts.
 #[derive(Debug)]
-pub enum Mode {
+pub(super) enum Mode {
     Count(Pacing),
     Hold(Hold),
 }
 
 /// The `hold` scenario's progress.
 #[derive(Debug)]
-pub struct Hold {
+pub(super) struct Hold {
     total: usize,
     started: usize,
     /// Connections connecting or reading their welcome.
@@ -101,7 +101,7 @@ enum HoldPhase {
 
 impl Hold {
     /// Opens `total` connections, holds them for `hold`.
-    pub fn new(total: usize, hold: Micros) -> Hold {
+    pub(super) fn new(total: usize, hold: Micros) -> Hold {
         Hold {
             total,
             started: 0,
@@ -114,7 +114,7 @@ impl Hold {
 
 /// The TCP scenarios' workload.
 #[derive(Debug)]
-pub struct TcpLoad {
+pub(super) struct TcpLoad {
     target: SocketAddr,
     sources: Option<Sources>,
     exchange: Exchange,
@@ -127,7 +127,7 @@ pub struct TcpLoad {
 }
 
 impl TcpLoad {
-    pub fn new(
+    pub(super) fn new(
         target: SocketAddr,
         sources: Option<Sources>,
         exchange: Exchange,

@@ -8,33 +8,33 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Microseconds since the run began.
-pub type Micros = u64;
+pub(super) type Micros = u64;
 
 /// The deadline of something that has none.
-pub const NEVER: Micros = Micros::MAX;
+pub(super) const NEVER: Micros = Micros::MAX;
 
 /// One second, in the loop's unit.
-pub const SECOND: Micros = 1_000_000;
+pub(super) const SECOND: Micros = 1_000_000;
 
 /// A span in the loop's unit, rounded down (a span that does not fit is `NEVER`).
-pub fn micros(span: Duration) -> Micros {
+pub(super) fn micros(span: Duration) -> Micros {
     Micros::try_from(span.as_micros()).unwrap_or(NEVER)
 }
 
 /// The run's monotonic clock.
 #[derive(Clone, Copy, Debug)]
-pub struct RunClock {
+pub(super) struct RunClock {
     began: Instant,
 }
 
 impl RunClock {
-    pub fn start() -> RunClock {
+    pub(super) fn start() -> RunClock {
         RunClock {
             began: Instant::now(),
         }
     }
 
-    pub fn now(&self) -> Micros {
+    pub(super) fn now(&self) -> Micros {
         micros(self.began.elapsed())
     }
 }
@@ -46,23 +46,23 @@ impl RunClock {
 /// taken out early: a slot keeps its own `due` time, and an entry counts only while the slot's
 /// `due` still equals it, so a disarmed deadline or a slot that was reused costs nothing.
 #[derive(Debug, Default)]
-pub struct Expiry {
+pub(super) struct Expiry {
     queue: VecDeque<(Micros, usize)>,
 }
 
 impl Expiry {
     /// Queues `slot`'s deadline `due` (no earlier than any queued before it).
-    pub fn push(&mut self, due: Micros, slot: usize) {
+    pub(super) fn push(&mut self, due: Micros, slot: usize) {
         self.queue.push_back((due, slot));
     }
 
     /// When the earliest entry falls due.
-    pub fn next(&self) -> Option<Micros> {
+    pub(super) fn next(&self) -> Option<Micros> {
         self.queue.front().map(|&(due, _)| due)
     }
 
     /// Takes the earliest entry if it is due at `now`.
-    pub fn pop_due(&mut self, now: Micros) -> Option<(Micros, usize)> {
+    pub(super) fn pop_due(&mut self, now: Micros) -> Option<(Micros, usize)> {
         match self.queue.front() {
             Some(&(due, _)) if due <= now => self.queue.pop_front(),
             _ => None,

@@ -29,7 +29,7 @@ use crate::mmsg::{Datagrams, BATCH};
 
 /// What a request is and which replies are right.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Check {
+pub(super) enum Check {
     /// `udp-echo`: the payload, to come back byte for byte.
     Echo(Vec<u8>),
     /// `udp-time`: an empty datagram, answered with 4 bytes.
@@ -38,7 +38,7 @@ pub enum Check {
 
 impl Check {
     /// An echo payload of `size` bytes: the printable ASCII characters over and over.
-    pub fn echo(size: usize) -> Check {
+    pub(super) fn echo(size: usize) -> Check {
         Check::Echo((b' '..=b'~').cycle().take(size).collect())
     }
 
@@ -81,7 +81,7 @@ struct Probe {
 
 /// The UDP scenarios' workload.
 #[derive(Debug)]
-pub struct UdpLoad {
+pub(super) struct UdpLoad {
     target: SocketAddr,
     check: Check,
     timeout: Micros,
@@ -98,7 +98,7 @@ pub struct UdpLoad {
 
 impl UdpLoad {
     /// `sockets` connected sockets, registered with `registry`, sending until `end`.
-    pub fn new(
+    pub(super) fn new(
         registry: &Registry,
         target: SocketAddr,
         check: Check,

@@ -5,7 +5,7 @@ use super::echo::Echo;
 use super::Step;
 
 /// The most bytes one read may take: each read of up to this many gets its own acknowledgement.
-pub const MAX_READ: usize = 4096;
+pub(super) const MAX_READ: usize = 4096;
 
 const ACK: &[u8] = b"\nI get it!\n";
 
