@@ -21,6 +21,7 @@ fn count_session(c: &mut Criterion) {
         max_line: LINE,
         idle_timeout: Duration::from_secs(30),
         ack_reply: b"",
+        console: false,
     };
     let now = SystemTime::now();
     let mut out = Vec::with_capacity(128);

@@ -39,6 +39,9 @@ Limits:
 Service options:
       --ack-reply TEXT        text ack adds after each 'I get it!',
                               at most 4096 bytes                       [empty]
+      --console               standard input is the operator's console:
+                              each ack read waits for a typed line
+                              (@N TEXT: for connection N)              [off]
       --time-epoch unix|1900  epoch of the 4-byte time                 [unix]
 Socket options:
       --backlog N             listen() backlog; 1 to 65535             [128]
@@ -170,6 +173,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "--linger" => config.linger = ranges::WAIT.parse(&flag, &value()?)?,
             "--shutdown-grace" => config.shutdown_grace = ranges::WAIT.parse(&flag, &value()?)?,
             "--ack-reply" => config.ack_reply = value()?.into_bytes(),
+            "--console" => config.console = true,
             "--time-epoch" => {
                 config.time_epoch = Epoch::parse(&value()?)
                     .ok_or_else(|| format!("{flag}: expected unix or 1900"))?

@@ -287,6 +287,8 @@ pub struct Config {
     pub handle_signals: bool,
     /// Services of sockets passed by socket activation, by their names (`--activated`).
     pub activated: Vec<(String, Service)>,
+    /// Standard input is the operator's console for `ack` (`--console`).
+    pub console: bool,
 }
 
 /// Largest `--max-line`: a `count` connection keeps its counters in 32 bits.
@@ -392,6 +394,7 @@ impl Default for Config {
             sockets: SocketOptions::default(),
             handle_signals: true,
             activated: Vec::new(),
+            console: false,
         }
     }
 }

@@ -34,7 +34,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::Duration;
 
-use log::{debug, trace};
+use log::{debug, info, trace};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use socket2::SockRef;
@@ -88,6 +88,9 @@ pub(crate) enum Input {
 pub(crate) enum State {
     /// The session is running: what the client sends goes to it, its answers go out.
     Serving,
+    /// The answer goes on with the operator's line (`ack` under `--console`): nothing is read
+    /// from the client and no deadline runs until the line comes (`Conn::on_operator`).
+    Waiting,
     /// The session has said everything; its last words are going out. The deadline is still
     /// the session's.
     Answered,
@@ -106,6 +109,7 @@ impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             State::Serving => "serving",
+            State::Waiting => "waiting for the operator",
             State::Answered => "answered",
             State::TimedOut => "timed out",
             State::Lingering { fin_sent: true } => "lingering (our FIN sent)",
@@ -192,6 +196,8 @@ pub(crate) enum Status {
     Open,
     /// It still has work but used its turn; pump it again before sleeping.
     Yielded,
+    /// It waits for the operator's line, as the console's connection number this.
+    Awaits(u64),
     /// Done: the connection should be closed, for this reason.
     Closed(&'static str),
 }
@@ -254,7 +260,7 @@ impl<S: Io> Conn<S> {
         match opened {
             Step::NeedMore => {}
             Step::Refused(why) => conn.set_state(key, State::Answered, why),
-            Step::Answered | Step::Quit => {
+            Step::Answered | Step::Quit | Step::AskOperator => {
                 conn.set_state(key, State::Answered, "everything is said at once")
             }
         }
@@ -323,14 +329,15 @@ impl<S: Io> Conn<S> {
                 )
             }
             State::TimedOut | State::Lingering { .. } => Status::Closed("linger deadline passed"),
-            State::Closed => Status::Closed("already closed"),
+            // A waiting connection has no deadline; were one to come, it ends the wait.
+            State::Waiting | State::Closed => Status::Closed("deadline passed"),
         }
     }
 
     /// The daemon stops now: last words (if any) are written if the socket takes them, then
     /// the connection is to be closed.
     pub(crate) fn on_shutdown(&mut self, key: usize, cx: &mut Cx) {
-        if self.state == State::Serving {
+        if matches!(self.state, State::Serving | State::Waiting) {
             let step = self.session.on_shutdown(cx.out);
             trace!("conn {key}: the grace period is over: {step:?}");
             if step != Step::Quit {
@@ -343,10 +350,23 @@ impl<S: Io> Conn<S> {
         cx.out.clear();
     }
 
+    /// The operator's line (`text`, with its LF) for a connection that waits for it: it goes
+    /// out, and the connection reads again, with its idle limit restarted in full.
+    pub(crate) fn on_operator(&mut self, key: usize, text: &[u8], cx: &mut Cx) -> Status {
+        if self.state != State::Waiting {
+            return Status::Open;
+        }
+        let step = self.session.on_operator(text, cx.out);
+        trace!("conn {key}: the operator says {}: {step:?}", Escaped(text));
+        self.set_state(key, State::Serving, "the operator replied");
+        self.set_deadline(Kind::Request, after(cx.now, cx.idle_timeout));
+        self.pump(key, cx)
+    }
+
     fn pump_turn(&mut self, key: usize, cx: &mut Cx, moved: &mut bool) -> io::Result<Status> {
         for _ in 0..TURN {
             // What the session said last (if anything) goes out before anything is read.
-            if !self.send(key, cx.out, moved)? {
+            if !self.send(key, cx.out, moved)? || self.state == State::Waiting {
                 return Ok(Status::Open);
             }
             if matches!(self.state, State::Answered | State::TimedOut) {
@@ -405,6 +425,12 @@ impl<S: Io> Conn<S> {
                 let step = self
                     .session
                     .on_data(&cx.read_buf[..n], &cx.settings, cx.out);
+                if let (Step::AskOperator, Some(number)) = (step, self.session.console_number()) {
+                    info!(
+                        "console: connection {number} waits for your reply (type a line, or @{number} TEXT); its client said {}",
+                        Escaped(&cx.read_buf[..n])
+                    );
+                }
                 if let Some(status) = self.take_step(key, step, cx) {
                     return Ok(status);
                 }
@@ -446,6 +472,16 @@ impl<S: Io> Conn<S> {
             Step::Quit => {
                 self.drop_output(cx);
                 Some(Status::Closed("the session quit"))
+            }
+            Step::AskOperator => {
+                self.set_state(key, State::Waiting, "its answer needs the operator's line");
+                self.deadline = None;
+                // What it said so far goes out while it waits (kept if the socket is full).
+                if let Err(e) = self.send(key, cx.out, &mut false) {
+                    return Some(Status::Closed(closed_by(&e)));
+                }
+                let number = self.session.console_number().unwrap_or_default();
+                Some(Status::Awaits(number))
             }
         }
     }
@@ -725,6 +761,7 @@ mod tests {
                     max_line: 100,
                     idle_timeout: Duration::from_secs(30),
                     ack_reply: b"",
+                    console: false,
                 },
                 max_output: 4096,
                 idle_timeout: Duration::from_secs(30),

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 mod conn;
+mod console;
 mod deadline;
 #[cfg(feature = "load")]
 pub mod load;

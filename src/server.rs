@@ -12,7 +12,8 @@
 //!     ├── closed connections leave the slab (and their sockets close)
 //!     └── timeout = the nearest due time; none at all when nothing is armed
 //! ```
-//! Tokens: 0 is the waker, 1 the signals, then one per listener and UDP socket, then one per
+//! Tokens: 0 is the waker, 1 the signals, 2 the console's standard input (`--console`), then
+//! one per listener and UDP socket, then one per
 //! connection (`first_conn() + slab key`). A connection that closes during a batch of events
 //! stays in the slab until the batch is done, so a later event of that batch cannot reach a
 //! new connection that reused its key.
@@ -44,18 +45,20 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::config::{Config, Instance, Transport};
+use crate::config::{Config, Instance, Service, Transport};
 use crate::conn::{Conn, Cx, State, Status};
+use crate::console::{Console, Typed};
 use crate::deadline::{after, Clock, Kind, Millis, PassTime, Timers};
 use crate::mmsg::Datagrams;
-use crate::session::{display_peer, Session, Settings};
+use crate::session::{display_peer, Ack, Session, Settings, Step};
 use crate::sockets;
 use crate::systemd::{Activated, Notifier};
 use crate::udp::{self, DropLog};
 
 const WAKER: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const FIRST_SOURCE: usize = 2;
+const CONSOLE: Token = Token(2);
+const FIRST_SOURCE: usize = 3;
 
 /// The shared read buffer of TCP connections: as large as the largest `--max-output`, which
 /// is the most one read may take.
@@ -193,6 +196,8 @@ pub struct Server {
     out: Vec<u8>,
     summary: Summary,
     notifier: Notifier,
+    /// Standard input as the operator's console (`--console`).
+    console: Option<Console>,
 }
 
 /// Where the loop is in its life; changed only by `Server::set_lifecycle`.
@@ -406,6 +411,9 @@ impl Server {
             .filter(|i| i.transport == Transport::Udp)
             .map(|i| i.addr.port())
             .collect();
+        let console = config
+            .console
+            .then(|| Console::open(poll.registry(), CONSOLE));
         Ok(Server {
             poll,
             instances,
@@ -436,6 +444,7 @@ impl Server {
             out: Vec::with_capacity(READ_BUF + crate::config::MAX_ACK_REPLY + 64),
             summary: Summary::default(),
             notifier: Notifier::from_env(),
+            console,
             config,
         })
     }
@@ -538,6 +547,7 @@ impl Server {
                     self.on_signal(signal, pass.get());
                 }
             }
+            CONSOLE => self.on_console(pass.get()),
             Token(t) if t < self.first_conn() => {
                 let source = t - FIRST_SOURCE;
                 match self.sources.get(source) {
@@ -675,17 +685,30 @@ impl Server {
             std::os::fd::AsRawFd::as_raw_fd(&stream)
         );
         let (session, opened) = if counted {
-            Session::open(
-                instance.service,
-                peer,
-                SystemTime::now(),
-                self.config.time_epoch,
-                &mut self.out,
-            )
+            match &mut self.console {
+                Some(console) if instance.service == Service::Ack && console.is_open() => {
+                    let number = console.next_number();
+                    trace!("conn {key}: the console's connection {number}");
+                    (Session::Ack(Ack::numbered(number)), Step::NeedMore)
+                }
+                _ => Session::open(
+                    instance.service,
+                    peer,
+                    SystemTime::now(),
+                    self.config.time_epoch,
+                    &mut self.out,
+                ),
+            }
         } else {
             Session::busy(self.config.max_connections, &mut self.out)
         };
-        let mut cx = cx(&self.config, &mut self.read_buf, &mut self.out, now);
+        let mut cx = cx(
+            &self.config,
+            self.console.as_ref(),
+            &mut self.read_buf,
+            &mut self.out,
+            now,
+        );
         let mut conn = match Conn::open(key, stream, session, opened, &mut cx) {
             Ok(conn) => conn,
             Err(e) => {
@@ -740,7 +763,13 @@ impl Server {
         if conn.state() == State::Closed {
             return;
         }
-        let mut cx = cx(&self.config, &mut self.read_buf, &mut self.out, now);
+        let mut cx = cx(
+            &self.config,
+            self.console.as_ref(),
+            &mut self.read_buf,
+            &mut self.out,
+            now,
+        );
         let status = conn.pump(key, &mut cx);
         self.after_pump(key, status);
     }
@@ -751,6 +780,11 @@ impl Server {
         match status {
             Status::Open => {}
             Status::Yielded => self.again.push(key),
+            Status::Awaits(number) => {
+                if let Some(console) = &mut self.console {
+                    console.wait(number, key);
+                }
+            }
             Status::Closed(reason) => return self.close(key, reason),
         }
         let token = Token(self.first_conn() + key);
@@ -842,7 +876,13 @@ impl Server {
             if conn.deadline.is_some_and(|d| d.kind == Kind::Request) && !conn.is_refusal() {
                 self.summary.timed_out += 1;
             }
-            let mut cx = cx(&self.config, &mut self.read_buf, &mut self.out, now);
+            let mut cx = cx(
+                &self.config,
+                self.console.as_ref(),
+                &mut self.read_buf,
+                &mut self.out,
+                now,
+            );
             let status = conn.on_deadline(key, &mut cx);
             self.after_pump(key, status);
         }
@@ -860,6 +900,72 @@ impl Server {
             }
         }
         self.drops.flush(now);
+    }
+
+    /// Lines from the operator go to the connections waiting for them; at the end of input
+    /// the waiting ones get the `--ack-reply` text.
+    fn on_console(&mut self, now: Millis) {
+        let typed = match &mut self.console {
+            Some(console) => console.read(),
+            None => return,
+        };
+        for t in typed {
+            match t {
+                Typed::Line { to, text } => match self.take_waiting(to) {
+                    Some(key) => self.answer_operator(key, &text, now),
+                    None => match to {
+                        Some(n) => warn!("console: connection {n} is not waiting; line dropped"),
+                        None => warn!("console: no connection is waiting; line dropped"),
+                    },
+                },
+                Typed::End => {
+                    info!("console: end of input; connections waiting get the --ack-reply text");
+                    let waiting = match &mut self.console {
+                        Some(console) => console.take_all_waiting(),
+                        None => Default::default(),
+                    };
+                    let reply = self.config.ack_reply.clone();
+                    for (number, key) in waiting {
+                        if self.is_waiting(number, key) {
+                            self.answer_operator(key, &reply, now);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The key of the waiting connection a line `to` connection N (or to whoever waited
+    /// longest) is for. Entries of connections that closed meanwhile are dropped on the way.
+    fn take_waiting(&mut self, to: Option<u64>) -> Option<usize> {
+        loop {
+            let (number, key) = self.console.as_mut()?.take_waiting(to)?;
+            if self.is_waiting(number, key) {
+                return Some(key);
+            }
+        }
+    }
+
+    /// Whether the connection at `key` is console connection `number`, waiting.
+    fn is_waiting(&self, number: u64, key: usize) -> bool {
+        self.conns.get(key).is_some_and(|c| {
+            c.state() == State::Waiting && c.session.console_number() == Some(number)
+        })
+    }
+
+    fn answer_operator(&mut self, key: usize, text: &[u8], now: Millis) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut cx = cx(
+            &self.config,
+            self.console.as_ref(),
+            &mut self.read_buf,
+            &mut self.out,
+            now,
+        );
+        let status = conn.on_operator(key, text, &mut cx);
+        self.after_pump(key, status);
     }
 
     fn on_signal(&mut self, signal: i32, now: Millis) {
@@ -909,7 +1015,13 @@ impl Server {
 
     /// The grace period is over: every connection still open gets its last words and closes.
     fn end_grace(&mut self, now: Millis) {
-        let mut cx = cx(&self.config, &mut self.read_buf, &mut self.out, now);
+        let mut cx = cx(
+            &self.config,
+            self.console.as_ref(),
+            &mut self.read_buf,
+            &mut self.out,
+            now,
+        );
         for (key, conn) in self
             .conns
             .iter_mut()
@@ -987,6 +1099,7 @@ impl Server {
         match token {
             WAKER => "the shutdown waker".to_string(),
             SIGNALS => "the signal pipe".to_string(),
+            CONSOLE => "standard input (the console)".to_string(),
             Token(t) if t < self.first_conn() => {
                 let i = t - FIRST_SOURCE;
                 match self.instances[i].transport {
@@ -1020,7 +1133,13 @@ fn readiness(event: &mio::event::Event) -> String {
     words.join(", ")
 }
 
-fn cx<'a>(config: &'a Config, read_buf: &'a mut [u8], out: &'a mut Vec<u8>, now: Millis) -> Cx<'a> {
+fn cx<'a>(
+    config: &'a Config,
+    console: Option<&Console>,
+    read_buf: &'a mut [u8],
+    out: &'a mut Vec<u8>,
+    now: Millis,
+) -> Cx<'a> {
     Cx {
         read_buf,
         out,
@@ -1028,6 +1147,7 @@ fn cx<'a>(config: &'a Config, read_buf: &'a mut [u8], out: &'a mut Vec<u8>, now:
             max_line: config.max_line,
             idle_timeout: config.idle_timeout,
             ack_reply: &config.ack_reply,
+            console: console.is_some_and(Console::is_open),
         },
         max_output: config.max_output,
         idle_timeout: config.idle_timeout,

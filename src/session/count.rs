@@ -304,6 +304,7 @@ mod tests {
             max_line: 16,
             idle_timeout: Duration::from_secs(30),
             ack_reply: b"",
+            console: false,
         }
     }
 

@@ -31,6 +31,8 @@ pub struct Settings<'a> {
     pub idle_timeout: Duration,
     /// Text `ack` adds after each `I get it!`.
     pub ack_reply: &'a [u8],
+    /// Whether the operator console is open: `ack` then waits for the operator's line.
+    pub console: bool,
 }
 
 /// What one input did to the request, and so what the connection does next.
@@ -47,6 +49,9 @@ pub enum Step {
     /// Nothing more to say, and what the client has not taken need not reach it (`echo` and
     /// `ack` at their idle limit or at shutdown): the connection closes at once.
     Quit,
+    /// The answer goes on with the operator's line (`ack` under `--console`): the connection
+    /// reads nothing more from its client, and runs no deadline, until the line comes.
+    AskOperator,
 }
 
 /// One TCP connection's protocol.
@@ -96,9 +101,26 @@ impl Session {
     pub fn on_data(&mut self, data: &[u8], settings: &Settings, out: &mut Vec<u8>) -> Step {
         match self {
             Session::Count(s) => s.on_data(data, settings, out),
-            Session::Ack(s) => s.on_data(data, settings.ack_reply, out),
+            Session::Ack(s) => s.on_data(data, settings.ack_reply, settings.console, out),
             Session::Echo(s) => s.on_data(data, out),
             Session::Time | Session::Busy => Step::Answered,
+        }
+    }
+
+    /// The operator's line (or the reply text, once the console has closed) for a session
+    /// that asked for it.
+    pub fn on_operator(&mut self, text: &[u8], out: &mut Vec<u8>) -> Step {
+        match self {
+            Session::Ack(s) => s.on_operator(text, out),
+            _ => Step::Answered,
+        }
+    }
+
+    /// The console's number for this connection (`ack` sessions under `--console`).
+    pub fn console_number(&self) -> Option<u64> {
+        match self {
+            Session::Ack(s) => s.number(),
+            _ => None,
         }
     }
 

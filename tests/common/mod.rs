@@ -4,7 +4,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -225,8 +225,25 @@ impl Proc {
     }
 
     pub fn spawn_cmd(cmd: &mut Command) -> Proc {
+        Proc::spawn_cmd_stdin(cmd, Stdio::null())
+    }
+
+    /// Starts `oneloop ARGS` (`RUST_LOG` = `log`) with its standard input a pipe the test
+    /// writes to.
+    pub fn spawn_piped(args: &[&str], log: &str) -> (Proc, ChildStdin) {
+        let mut p = Proc::spawn_cmd_stdin(
+            Command::new(env!("CARGO_BIN_EXE_oneloop"))
+                .args(args)
+                .env("RUST_LOG", log),
+            Stdio::piped(),
+        );
+        let stdin = p.child.stdin.take().expect("piped stdin");
+        (p, stdin)
+    }
+
+    pub fn spawn_cmd_stdin(cmd: &mut Command, stdin: Stdio) -> Proc {
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
