@@ -757,12 +757,21 @@ impl Server {
     }
 
     fn pump(&mut self, key: usize, now: Millis) {
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.state() != State::Closed)
+        {
+            self.drive(key, now, |conn, cx| conn.pump(key, cx));
+        }
+    }
+
+    /// Runs `step` on the connection at `key` with the loop's buffers lent to it, then acts
+    /// on what it left the connection as.
+    fn drive(&mut self, key: usize, now: Millis, step: impl FnOnce(&mut Conn, &mut Cx) -> Status) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.state() == State::Closed {
-            return;
-        }
         let mut cx = cx(
             &self.config,
             self.console.as_ref(),
@@ -770,7 +779,7 @@ impl Server {
             &mut self.out,
             now,
         );
-        let status = conn.pump(key, &mut cx);
+        let status = step(conn, &mut cx);
         self.after_pump(key, status);
     }
 
@@ -876,15 +885,7 @@ impl Server {
             if conn.deadline.is_some_and(|d| d.kind == Kind::Request) && !conn.is_refusal() {
                 self.summary.timed_out += 1;
             }
-            let mut cx = cx(
-                &self.config,
-                self.console.as_ref(),
-                &mut self.read_buf,
-                &mut self.out,
-                now,
-            );
-            let status = conn.on_deadline(key, &mut cx);
-            self.after_pump(key, status);
+            self.drive(key, now, |conn, cx| conn.on_deadline(key, cx));
         }
         while let Some(timer) = self.loop_timers.pop_due(now) {
             trace!("loop: {} has come", Due::Loop(timer));
@@ -954,18 +955,7 @@ impl Server {
     }
 
     fn answer_operator(&mut self, key: usize, text: &[u8], now: Millis) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let mut cx = cx(
-            &self.config,
-            self.console.as_ref(),
-            &mut self.read_buf,
-            &mut self.out,
-            now,
-        );
-        let status = conn.on_operator(key, text, &mut cx);
-        self.after_pump(key, status);
+        self.drive(key, now, |conn, cx| conn.on_operator(key, text, cx));
     }
 
     fn on_signal(&mut self, signal: i32, now: Millis) {
