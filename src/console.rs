@@ -8,18 +8,22 @@
 //! again. At the end of input the console closes, and the connections still waiting get the
 //! `--ack-reply` text. A standard input that cannot be polled (a regular file, `/dev/null`:
 //! epoll refuses them) counts as the end of input at once.
+//!
+//! Standard input is opened again (`/proc/self/fd/0`) to be read non-blocking: `O_NONBLOCK`
+//! belongs to the open file, which a terminal shares with the shell that started the daemon,
+//! and set on descriptor 0 itself it would leave that shell a non-blocking terminal.
 
 use std::collections::VecDeque;
-use std::io;
-use std::os::fd::RawFd;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 
 use log::{trace, warn};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::logbytes::Escaped;
-
-const STDIN: RawFd = 0;
 
 /// The longest line the console keeps; the rest of a longer line is dropped (with a warning).
 const MAX_LINE: usize = 4096;
@@ -53,8 +57,8 @@ pub(crate) fn addressee(line: &[u8]) -> (Option<u64>, &[u8]) {
 /// Standard input as a source of operator lines, and the connections waiting for them.
 #[derive(Debug)]
 pub(crate) struct Console {
-    /// Standard input's file status flags before they were made non-blocking, to restore.
-    restore: Option<libc::c_int>,
+    /// Standard input, opened again non-blocking; `None` once the console is closed.
+    input: Option<File>,
     /// A line still being typed.
     partial: Vec<u8>,
     /// Whether the partial line passed `MAX_LINE` (the rest of it is dropped).
@@ -63,37 +67,40 @@ pub(crate) struct Console {
     /// whose connection has gone or stopped waiting is skipped when it comes up.
     waiting: VecDeque<(u64, usize)>,
     next_number: u64,
-    open: bool,
 }
 
 impl Console {
     /// Puts standard input into the poll under `token`. One that cannot be polled makes a
     /// console that is closed at once.
     pub(crate) fn open(registry: &Registry, token: Token) -> Console {
-        let mut console = Console {
-            restore: None,
+        let input = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/proc/self/fd/0")
+            .and_then(|file| {
+                let fd = file.as_raw_fd();
+                registry.register(&mut SourceFd(&fd), token, Interest::READABLE)?;
+                Ok(file)
+            })
+            .map_err(|e| {
+                warn!(
+                    "console: standard input cannot be polled ({}): the console ends at once",
+                    crate::sockets::reason(&e)
+                )
+            })
+            .ok();
+        Console {
+            input,
             partial: Vec::new(),
             overlong: false,
             waiting: VecDeque::new(),
             next_number: 1,
-            open: true,
-        };
-        match registry.register(&mut SourceFd(&STDIN), token, Interest::READABLE) {
-            Ok(()) => console.restore = set_nonblocking(STDIN).ok(),
-            Err(e) => {
-                warn!(
-                    "console: standard input cannot be polled ({}): the console ends at once",
-                    crate::sockets::reason(&e)
-                );
-                console.open = false;
-            }
         }
-        console
     }
 
     /// Whether lines may still come.
     pub(crate) fn is_open(&self) -> bool {
-        self.open
+        self.input.is_some()
     }
 
     /// The number for a newly accepted connection.
@@ -127,34 +134,26 @@ impl Console {
     pub(crate) fn read(&mut self) -> Vec<Typed> {
         let mut typed = Vec::new();
         let mut buf = [0u8; 4096];
-        while self.open {
-            // SAFETY: reading into a buffer of ours, of its own length.
-            let n = unsafe { libc::read(STDIN, buf.as_mut_ptr().cast(), buf.len()) };
-            match n {
-                0 => {
+        while let Some(input) = &mut self.input {
+            match input.read(&mut buf) {
+                Ok(0) => {
                     trace!("console: read 0 bytes: the end of input");
-                    self.open = false;
+                    self.input = None;
                     typed.push(Typed::End);
                 }
-                n if n > 0 => {
-                    let got = &buf[..n as usize];
-                    trace!("console: read {n} bytes {}", Escaped(got));
-                    self.split(got, &mut typed);
+                Ok(n) => {
+                    trace!("console: read {n} bytes {}", Escaped(&buf[..n]));
+                    self.split(&buf[..n], &mut typed);
                 }
-                _ => {
-                    let e = io::Error::last_os_error();
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => break,
-                        io::ErrorKind::Interrupted => {}
-                        _ => {
-                            warn!(
-                                "console: cannot read standard input ({}): the console ends",
-                                crate::sockets::reason(&e)
-                            );
-                            self.open = false;
-                            typed.push(Typed::End);
-                        }
-                    }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!(
+                        "console: cannot read standard input ({}): the console ends",
+                        crate::sockets::reason(&e)
+                    );
+                    self.input = None;
+                    typed.push(Typed::End);
                 }
             }
         }
@@ -186,28 +185,6 @@ impl Console {
     }
 }
 
-impl Drop for Console {
-    /// Gives standard input back as it was (a terminal's flags matter to the shell after us).
-    fn drop(&mut self) {
-        if let Some(flags) = self.restore {
-            // SAFETY: F_SETFL on standard input with the flags it had.
-            unsafe { libc::fcntl(STDIN, libc::F_SETFL, flags) };
-        }
-    }
-}
-
-/// Makes `fd` non-blocking; returns its flags from before.
-fn set_nonblocking(fd: RawFd) -> io::Result<libc::c_int> {
-    // SAFETY: F_GETFL and F_SETFL on a descriptor of this process.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(flags)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,12 +204,11 @@ mod tests {
 
     fn closed_console() -> Console {
         Console {
-            restore: None,
+            input: None,
             partial: Vec::new(),
             overlong: false,
             waiting: VecDeque::new(),
             next_number: 1,
-            open: false,
         }
     }
 
