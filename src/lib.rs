@@ -34,6 +34,7 @@ mod deadline;
 pub mod load;
 mod logbytes;
 mod mmsg;
+pub mod proxy;
 mod server;
 pub mod session;
 pub mod sockets;

@@ -9,6 +9,7 @@
 mod ack;
 mod count;
 mod echo;
+mod stats;
 mod time;
 
 use std::io::Write;
@@ -18,6 +19,7 @@ use std::time::{Duration, SystemTime};
 pub use ack::Ack;
 pub use count::{Count, CountState, LineCounter};
 pub use echo::Echo;
+pub use stats::{stats_response, Counters, InstanceCounters, Snapshot, Stats, MAX_REQUEST};
 pub use time::{time_value, SECONDS_1900_TO_1970};
 
 use crate::config::{Epoch, Service};
