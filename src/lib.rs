@@ -18,15 +18,17 @@
 //!
 //! Map of the crate: `config` (what to serve, limits), `sockets` (socket set-up), `server`
 //! (the loop), `conn` (one connection's I/O), `session` (the protocols, without I/O), `udp`
-//! (the UDP services), `deadline` (timers), `cli` (the command line), `args` (the ranges of its
-//! numbers).
+//! (the UDP services), `access` (`--allow`/`--deny`), `fairness` (the per-source limits),
+//! `deadline` (timers), `cli` (the command line), `args` (the ranges of its numbers).
 
+pub mod access;
 pub mod args;
 pub mod cli;
 pub mod client;
 pub mod config;
 mod conn;
 mod deadline;
+pub mod fairness;
 #[cfg(feature = "load")]
 pub mod load;
 mod logbytes;
