@@ -3,9 +3,9 @@
 //! failure names the address and the reason), 2 for a usage error.
 
 use std::ffi::OsString;
-use std::io::Write;
 
 use crate::config::{ranges, Config, Epoch, Instance, Service, Transport};
+use crate::logging::init_logging;
 use crate::{systemd, Server};
 
 pub const USAGE: &str = "\
@@ -62,7 +62,8 @@ systemd:
   -h, --help                  this text
   -V, --version               the version
 
-Logging: RUST_LOG=error|warn|info|debug|trace (default info), to stderr.
+Logging: RUST_LOG=error|warn|info|debug|trace (default info), to stderr; with
+  JOURNAL_STREAM naming stderr, each line starts with its syslog priority (<6>).
 Signals: SIGINT/SIGTERM drain for --shutdown-grace, then exit (a second one: at once);
   SIGUSR1 logs the counters and the connections open; SIGHUP is logged and ignored;
   SIGUSR2 is ignored.
@@ -115,15 +116,6 @@ pub fn serve(args: Vec<OsString>) -> u8 {
             1
         }
     }
-}
-
-/// `RUST_LOG` sets the level (default `info`); lines go to stderr as `LEVEL message`. No
-/// timestamps: journald and syslog add their own.
-pub fn init_logging() {
-    let env = env_logger::Env::default().default_filter_or("info");
-    let _ = env_logger::Builder::from_env(env)
-        .format(|buf, record| writeln!(buf, "{:<5} {}", record.level(), record.args()))
-        .try_init();
 }
 
 /// What the command line asks for.

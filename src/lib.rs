@@ -19,7 +19,8 @@
 //! Map of the crate: `config` (what to serve, limits), `sockets` (socket set-up), `server`
 //! (the loop), `conn` (one connection's I/O), `session` (the protocols, without I/O), `udp`
 //! (the UDP services), `access` (`--allow`/`--deny`), `fairness` (the per-source limits),
-//! `deadline` (timers), `cli` (the command line), `args` (the ranges of its numbers).
+//! `deadline` (timers), `logging` (the log lines), `cli` (the command line), `args` (the ranges
+//! of its numbers).
 
 pub mod access;
 pub mod args;
@@ -32,6 +33,7 @@ pub mod fairness;
 #[cfg(feature = "load")]
 pub mod load;
 mod logbytes;
+pub mod logging;
 mod mmsg;
 mod server;
 pub mod session;
