@@ -19,8 +19,8 @@
 //! Map of the crate: `config` (what to serve, limits), `sockets` (socket set-up), `server`
 //! (the loop), `conn` (one connection's I/O), `session` (the protocols, without I/O), `udp`
 //! (the UDP services), `access` (`--allow`/`--deny`), `fairness` (the per-source limits),
-//! `deadline` (timers), `logging` (the log lines), `cli` (the command line), `args` (the ranges
-//! of its numbers).
+//! `privileges` (`--user`, `--chroot`), `deadline` (timers), `logging` (the log lines), `cli`
+//! (the command line), `args` (the ranges of its numbers).
 
 pub mod access;
 pub mod args;
@@ -35,6 +35,7 @@ pub mod load;
 mod logbytes;
 pub mod logging;
 mod mmsg;
+pub mod privileges;
 mod server;
 pub mod session;
 pub mod sockets;
