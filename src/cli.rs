@@ -131,8 +131,8 @@ pub fn serve(args: Vec<OsString>) -> u8 {
             return 1;
         }
     };
-    // Every socket is bound (the passed ones taken) and the notifier set up: the privileges
-    // can go before the first event is served.
+    // Every socket is bound (the passed ones taken): the privileges go before the first
+    // event is served.
     if let Err(e) = drop_privileges(&privileges) {
         log::error!("{e}");
         return 1;
