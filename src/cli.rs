@@ -3,9 +3,12 @@
 //! failure names the address and the reason), 2 for a usage error.
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::path::PathBuf;
 
-use crate::config::{ranges, Config, Epoch, Instance, Service, Transport};
+use crate::access::Cidr;
+use crate::config::{ranges, Config, Epoch, Instance, Privileges, Service, Transport};
+use crate::logging::init_logging;
+use crate::privileges::{DropError, Plan};
 use crate::{systemd, Server};
 
 pub const USAGE: &str = "\
@@ -36,6 +39,24 @@ Limits:
       --shutdown-grace SECS   time in-flight requests get on SIGTERM   [5]
   SECS may have a fraction: --idle-timeout takes 0.001 to 31536000 (a
   year), --linger and --shutdown-grace 0 to 31536000.
+Who may connect (CIDR: 192.168.0.0/16, ::1/128, or a plain address):
+      --allow CIDR            serve only these sources; repeatable     [everyone]
+      --deny CIDR             never serve these; repeatable; deny
+                              wins over allow                          [none]
+      --max-per-source N      TCP connections one source holds at
+                              once; 0 to 1000000, 0: no limit          [0]
+      --max-rate N            new TCP connections a second per source,
+                              burst N; 0 to 1000000, 0: no limit       [0]
+      --udp-rate N            UDP replies a second per source, burst
+                              N; 0 to 1000000, 0: no limit             [0]
+  An IPv6 source counts as its /64, an IPv4-mapped one as IPv4. A denied
+  connection is closed without a word; a denied datagram is dropped.
+Privileges (dropped once every socket is bound):
+      --user NAME             serve as this user (as root; without
+                              root only the current user)              [none]
+      --group NAME            serve as this group (with --user)        [the user's]
+      --chroot DIR            change root to DIR, an absolute path
+                              (with --user)                            [none]
 Service options:
       --ack-reply TEXT        text ack adds after each 'I get it!',
                               at most 4096 bytes                       [empty]
@@ -65,7 +86,8 @@ systemd:
   -h, --help                  this text
   -V, --version               the version
 
-Logging: RUST_LOG=error|warn|info|debug|trace (default info), to stderr.
+Logging: RUST_LOG=error|warn|info|debug|trace (default info), to stderr; with
+  JOURNAL_STREAM naming stderr, each line starts with its syslog priority (<6>).
 Signals: SIGINT/SIGTERM drain for --shutdown-grace, then exit (a second one: at once);
   SIGUSR1 logs the counters and the connections open; SIGHUP is logged and ignored;
   SIGUSR2 is ignored.
@@ -104,6 +126,7 @@ pub fn serve(args: Vec<OsString>) -> u8 {
     if config.instances.is_empty() && activated.is_empty() {
         config.instances = Instance::defaults();
     }
+    let privileges = config.privileges.clone();
     let server = match Server::bind_with(config, activated) {
         Ok(server) => server,
         Err(e) => {
@@ -111,6 +134,12 @@ pub fn serve(args: Vec<OsString>) -> u8 {
             return 1;
         }
     };
+    // Every socket is bound (the passed ones taken): the privileges go before the first
+    // event is served.
+    if let Err(e) = drop_privileges(&privileges) {
+        log::error!("{e}");
+        return 1;
+    }
     match server.run() {
         Ok(_) => 0,
         Err(e) => {
@@ -120,13 +149,14 @@ pub fn serve(args: Vec<OsString>) -> u8 {
     }
 }
 
-/// `RUST_LOG` sets the level (default `info`); lines go to stderr as `LEVEL message`. No
-/// timestamps: journald and syslog add their own.
-pub fn init_logging() {
-    let env = env_logger::Env::default().default_filter_or("info");
-    let _ = env_logger::Builder::from_env(env)
-        .format(|buf, record| writeln!(buf, "{:<5} {}", record.level(), record.args()))
-        .try_init();
+/// Looks up the user and group asked for, then drops to them (see [`crate::privileges`]);
+/// logs what it did.
+fn drop_privileges(asked: &Privileges) -> Result<(), DropError> {
+    if let Some(plan) = Plan::resolve(asked)? {
+        plan.apply()?;
+        log::info!("{plan}");
+    }
+    Ok(())
 }
 
 /// What the command line asks for.
@@ -191,6 +221,16 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             }
             "--bind-device" => config.sockets.bind_device = Some(value()?),
             "--ipv6-only" => config.sockets.ipv6_only = true,
+            "--allow" => config.allow.push(cidr(&flag, &value()?)?),
+            "--deny" => config.deny.push(cidr(&flag, &value()?)?),
+            "--max-per-source" => {
+                config.max_per_source = ranges::MAX_PER_SOURCE.parse(&flag, &value()?)?
+            }
+            "--max-rate" => config.max_rate = ranges::MAX_RATE.parse(&flag, &value()?)?,
+            "--udp-rate" => config.udp_rate = ranges::UDP_RATE.parse(&flag, &value()?)?,
+            "--user" => config.privileges.user = Some(value()?),
+            "--group" => config.privileges.group = Some(value()?),
+            "--chroot" => config.privileges.chroot = Some(PathBuf::from(value()?)),
             "--activated" => {
                 let (name, service) = activated(&value()?)?;
                 if config.activated.iter().any(|(known, _)| *known == name) {
@@ -223,6 +263,10 @@ fn activated(s: &str) -> Result<(String, Service), String> {
     }
     let service = Service::parse(service).ok_or_else(expected)?;
     Ok((name.to_string(), service))
+}
+
+fn cidr(flag: &str, s: &str) -> Result<Cidr, String> {
+    Cidr::parse(s).map_err(|e| format!("{flag}: {e}"))
 }
 
 fn spec(transport: Transport, s: &str) -> Result<Instance, String> {
@@ -326,6 +370,23 @@ mod tests {
             "--bind-device",
             "lo",
             "--ipv6-only",
+            "--allow",
+            "10.0.0.0/8",
+            "--allow=::1",
+            "--deny",
+            "10.0.0.7",
+            "--max-per-source",
+            "4",
+            "--max-rate",
+            "20",
+            "--udp-rate",
+            "100",
+            "--user",
+            "nobody",
+            "--group",
+            "nogroup",
+            "--chroot",
+            "/var/empty",
         ])
         .unwrap();
         assert_eq!(c.instances.len(), 3);
@@ -343,6 +404,20 @@ mod tests {
         assert!(!s.reuse_address && s.reuse_port && s.keepalive && s.nodelay && s.ipv6_only);
         assert_eq!((s.recv_buffer, s.send_buffer), (Some(4096), Some(8192)));
         assert_eq!(s.bind_device.as_deref(), Some("lo"));
+        let nets = |texts: &[&str]| -> Vec<Cidr> {
+            texts.iter().map(|t| Cidr::parse(t).unwrap()).collect()
+        };
+        assert_eq!(c.allow, nets(&["10.0.0.0/8", "::1"]));
+        assert_eq!(c.deny, nets(&["10.0.0.7/32"]));
+        assert_eq!((c.max_per_source, c.max_rate, c.udp_rate), (4, 20, 100));
+        assert_eq!(
+            c.privileges,
+            Privileges {
+                user: Some("nobody".into()),
+                group: Some("nogroup".into()),
+                chroot: Some("/var/empty".into()),
+            }
+        );
     }
 
     #[test]
@@ -362,6 +437,26 @@ mod tests {
             (&["--time-epoch", "1980"], "expected unix or 1900"),
             (&["--tcp"], "missing argument"),
             (&["stray"], "unexpected argument 'stray'"),
+            (
+                &["--allow", "10.0.0.1/8"],
+                "--allow: bad network '10.0.0.1/8': bits are set past the prefix",
+            ),
+            (
+                &["--deny", "[::1]"],
+                "--deny: bad network '[::1]': brackets belong to an address with a port",
+            ),
+            (
+                &["--allow", "example.com"],
+                "--allow: bad network 'example.com': 'example.com' is not an IPv4",
+            ),
+            (&["--deny"], "missing argument"),
+            (&["--group", "nogroup"], "--group needs --user"),
+            (&["--chroot", "/var/empty"], "--chroot needs --user"),
+            (
+                &["--user", "nobody", "--chroot", "empty"],
+                "--chroot: 'empty' is not an absolute path",
+            ),
+            (&["--user", ""], "--user: the name is empty"),
         ] {
             let e = run(args).unwrap_err();
             assert!(e.contains(says), "{args:?}: {e}");
@@ -369,8 +464,23 @@ mod tests {
     }
 
     /// Each numeric flag, the text of its range, and values just inside it at both ends.
-    const NUMERIC: [(&str, &str, [&str; 2]); 10] = [
+    const NUMERIC: [(&str, &str, [&str; 2]); 13] = [
         ("--max-line", "1 to 1073741824 bytes", ["1", "1073741824"]),
+        (
+            "--max-per-source",
+            "0 to 1000000 connections",
+            ["0", "1000000"],
+        ),
+        (
+            "--max-rate",
+            "0 to 1000000 connections per second",
+            ["0", "1000000"],
+        ),
+        (
+            "--udp-rate",
+            "0 to 1000000 replies per second",
+            ["0", "1000000"],
+        ),
         (
             "--max-connections",
             "1 to 1000000 connections",
@@ -480,6 +590,9 @@ mod tests {
             ranges::SOCKET_BUFFER.ends(),
             ranges::IDLE_TIMEOUT.ends(),
             ranges::WAIT.ends(),
+            ranges::MAX_PER_SOURCE.ends(),
+            ranges::MAX_RATE.ends(),
+            ranges::UDP_RATE.ends(),
         ] {
             assert!(USAGE.contains(&text), "the help does not say {text}");
         }

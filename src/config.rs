@@ -5,7 +5,10 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::access::Cidr;
 
 /// The default port of both default instances.
 pub const DEFAULT_PORT: u16 = 51423;
@@ -256,6 +259,50 @@ impl Default for SocketOptions {
     }
 }
 
+/// Who the daemon serves as once every socket is bound (`--user`, `--group`, `--chroot`);
+/// [`crate::privileges::Plan`] carries it out. All `None`: it stays who it was started as.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Privileges {
+    /// The user to serve as (`--user`).
+    pub user: Option<String>,
+    /// The group to serve as (`--group`; only with a user): by default the user's primary
+    /// group.
+    pub group: Option<String>,
+    /// The directory to change root to (`--chroot`; only with a user: root can leave a
+    /// chroot), an absolute path.
+    pub chroot: Option<PathBuf>,
+}
+
+impl Privileges {
+    /// Checks the combinations: a group or a chroot only with a user, no empty name, an
+    /// absolute chroot directory.
+    fn validate(&self) -> Result<(), String> {
+        for (flag, name) in [("--user", &self.user), ("--group", &self.group)] {
+            if name
+                .as_deref()
+                .is_some_and(|n| n.is_empty() || n.contains('\0'))
+            {
+                return Err(format!("{flag}: the name is empty or holds a NUL byte"));
+            }
+        }
+        if self.user.is_none() {
+            if self.group.is_some() {
+                return Err("--group needs --user".into());
+            }
+            if self.chroot.is_some() {
+                return Err("--chroot needs --user (root can leave a chroot)".into());
+            }
+        }
+        match &self.chroot {
+            Some(dir) if !dir.is_absolute() => Err(format!(
+                "--chroot: '{}' is not an absolute path",
+                dir.display()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Everything the daemon needs to know. `Config::default()` is the daemon with no flags.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -289,6 +336,20 @@ pub struct Config {
     pub activated: Vec<(String, Service)>,
     /// Standard input is the operator's console for `ack` (`--console`).
     pub console: bool,
+    /// The sources served (`--allow`): when any is given, only these. Empty: every source.
+    pub allow: Vec<Cidr>,
+    /// The sources never served (`--deny`); deny wins over allow.
+    pub deny: Vec<Cidr>,
+    /// TCP connections one source may hold at once (`--max-per-source`); 0: no limit. An
+    /// IPv6 source counts as its /64.
+    pub max_per_source: usize,
+    /// New TCP connections a second per source, with a burst of as many (`--max-rate`); 0: no
+    /// limit.
+    pub max_rate: u32,
+    /// UDP replies a second per source, with a burst of as many (`--udp-rate`); 0: no limit.
+    pub udp_rate: u32,
+    /// Who to serve as after binding (`--user`, `--group`, `--chroot`).
+    pub privileges: Privileges,
 }
 
 /// Largest `--max-line`: a `count` connection keeps its counters in 32 bits.
@@ -361,6 +422,27 @@ pub mod ranges {
         unit: "bytes",
     };
 
+    /// `--max-per-source` (0: no limit); a limit above `--max-connections` never bites.
+    pub const MAX_PER_SOURCE: Range<usize> = Range {
+        min: 0,
+        max: MAX_CONNECTIONS.max,
+        unit: "connections",
+    };
+
+    /// `--max-rate` (0: no limit).
+    pub const MAX_RATE: Range<u32> = Range {
+        min: 0,
+        max: 1_000_000,
+        unit: "connections per second",
+    };
+
+    /// `--udp-rate` (0: no limit).
+    pub const UDP_RATE: Range<u32> = Range {
+        min: 0,
+        max: 1_000_000,
+        unit: "replies per second",
+    };
+
     /// `--backlog` (Linux caps it at `net.core.somaxconn`).
     pub const BACKLOG: Range<i32> = Range {
         min: 1,
@@ -395,6 +477,12 @@ impl Default for Config {
             handle_signals: true,
             activated: Vec::new(),
             console: false,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            max_per_source: 0,
+            max_rate: 0,
+            udp_rate: 0,
+            privileges: Privileges::default(),
         }
     }
 }
@@ -411,7 +499,7 @@ impl Config {
     }
 
     /// Checks the values that can be wrong whichever way the config was made: every number
-    /// against its range in [`ranges`].
+    /// against its range in [`ranges`], and the combinations of [`Privileges`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(i) = self
             .instances
@@ -443,6 +531,10 @@ impl Config {
                 s.send_buffer
                     .map_or(Ok(()), |size| ranges::SOCKET_BUFFER.check("--sndbuf", size)),
             )
+            .and(ranges::MAX_PER_SOURCE.check("--max-per-source", self.max_per_source))
+            .and(ranges::MAX_RATE.check("--max-rate", self.max_rate))
+            .and(ranges::UDP_RATE.check("--udp-rate", self.udp_rate))
+            .and(self.privileges.validate())
             .map_err(ConfigError)
     }
 }
@@ -622,7 +714,7 @@ mod tests {
     #[test]
     fn validation_checks_every_number_against_its_range() {
         type Tweak = fn(&mut Config);
-        let cases: [(Tweak, String); 11] = [
+        let cases: [(Tweak, String); 14] = [
             (
                 |c| c.max_line = 0,
                 "--max-line: 0 is out of range (1 to 1073741824 bytes)".into(),
@@ -673,6 +765,21 @@ mod tests {
                 |c| c.ack_reply = vec![b'x'; MAX_ACK_REPLY + 1],
                 "--ack-reply is limited to 4096 bytes".into(),
             ),
+            (
+                |c| c.max_per_source = 1_000_001,
+                "--max-per-source: 1000001 is out of range (0 to 1000000 connections)".into(),
+            ),
+            (
+                |c| c.max_rate = u32::MAX,
+                format!(
+                    "--max-rate: {} is out of range (0 to 1000000 connections per second)",
+                    u32::MAX
+                ),
+            ),
+            (
+                |c| c.udp_rate = 1_000_001,
+                "--udp-rate: 1000001 is out of range (0 to 1000000 replies per second)".into(),
+            ),
         ];
         for (tweak, says) in cases {
             let mut c = Config::default();
@@ -680,6 +787,9 @@ mod tests {
             assert_eq!(c.validate(), Err(ConfigError(says)));
         }
         let at_the_ends = Config {
+            max_per_source: 1_000_000,
+            max_rate: 1_000_000,
+            udp_rate: 1_000_000,
             max_refusals: 0,
             linger: Duration::ZERO,
             max_connections: 1_000_000,
@@ -690,5 +800,66 @@ mod tests {
             ..Config::default()
         };
         at_the_ends.validate().unwrap();
+    }
+
+    #[test]
+    fn a_group_or_a_chroot_needs_a_user() {
+        let with = |user: Option<&str>, group: Option<&str>, chroot: Option<&str>| {
+            Config {
+                privileges: Privileges {
+                    user: user.map(str::to_string),
+                    group: group.map(str::to_string),
+                    chroot: chroot.map(PathBuf::from),
+                },
+                ..Config::default()
+            }
+            .validate()
+        };
+        assert_eq!(with(None, None, None), Ok(()));
+        assert_eq!(with(Some("nobody"), None, None), Ok(()));
+        assert_eq!(
+            with(Some("nobody"), Some("nogroup"), Some("/var/empty")),
+            Ok(())
+        );
+        for (user, group, chroot, says) in [
+            (None, Some("nogroup"), None, "--group needs --user"),
+            (
+                None,
+                None,
+                Some("/var/empty"),
+                "--chroot needs --user (root can leave a chroot)",
+            ),
+            (None, Some("g"), Some("/x"), "--group needs --user"),
+            (
+                Some("nobody"),
+                None,
+                Some("var/empty"),
+                "--chroot: 'var/empty' is not an absolute path",
+            ),
+            (
+                Some(""),
+                None,
+                None,
+                "--user: the name is empty or holds a NUL byte",
+            ),
+            (
+                Some("a\0b"),
+                None,
+                None,
+                "--user: the name is empty or holds a NUL byte",
+            ),
+            (
+                Some("nobody"),
+                Some(""),
+                None,
+                "--group: the name is empty or holds a NUL byte",
+            ),
+        ] {
+            assert_eq!(
+                with(user, group, chroot),
+                Err(ConfigError(says.into())),
+                "{user:?} {group:?} {chroot:?}"
+            );
+        }
     }
 }

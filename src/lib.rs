@@ -18,11 +18,13 @@
 //!
 //! Map of the crate: `config` (what to serve, limits), `sockets` (socket set-up), `server`
 //! (the loop), `conn` (one connection's I/O), `session` (the protocols, without I/O), `udp`
-//! (the UDP services), `deadline` (timers), `cli` (the command line), `args` (the ranges of its
-//! numbers).
+//! (the UDP services), `access` (`--allow`/`--deny`), `fairness` (the per-source limits),
+//! `privileges` (`--user`, `--chroot`), `deadline` (timers), `logging` (the log lines), `cli`
+//! (the command line), `args` (the ranges of its numbers).
 
 #![warn(unreachable_pub)]
 
+pub mod access;
 pub mod args;
 pub mod cli;
 pub mod client;
@@ -30,11 +32,14 @@ pub mod config;
 mod conn;
 mod console;
 mod deadline;
+pub mod fairness;
 #[cfg(feature = "load")]
 pub mod load;
 mod logbytes;
+pub mod logging;
 mod mmsg;
 pub mod proxy;
+pub mod privileges;
 mod server;
 pub mod session;
 pub mod sockets;

@@ -2,11 +2,14 @@
 //! that answers them.
 //!
 //! Two echo-style servers pointed at each other bounce one datagram forever (CERT
-//! CA-1996-01). A datagram is dropped, never answered, when its source port is 0, a classic
-//! reflecting service, or one of this daemon's own UDP ports, or when its source address
-//! cannot be a single honest sender (unspecified, multicast, the limited broadcast address or
-//! the broadcast address of one of the host's interfaces). The models are FreeBSD inetd's
-//! `check_loop`, NetBSD's `port_good_dg` and OpenBSD's `dg_badinput`.
+//! CA-1996-01), and a forged source turns any UDP service into a reflector. A datagram is
+//! dropped, never answered, when its source port is below 1024 (0 included: every well-known
+//! service lives there, the reflectors echo, discard, daytime, chargen and time and the
+//! amplifiers DNS, NTP and SNMP among them, while real clients send from ephemeral ports) or
+//! is one of this daemon's own UDP ports, or when its source address cannot be a single
+//! honest sender (unspecified, multicast, the limited broadcast address or the broadcast
+//! address of one of the host's interfaces). The models are OpenBSD's `dg_badinput`, NetBSD's
+//! `port_good_dg` and FreeBSD inetd's `check_loop`.
 //!
 //! Datagrams come and go in batches (`mmsg.rs`): one system call receives up to 16, one
 //! sends their answers (more only when the kernel refuses some of them).
@@ -38,12 +41,8 @@ impl Guard<'_> {
     /// Why a datagram from `src` must not be answered, or `None` when it may be.
     pub fn reflection_risk(&self, src: SocketAddr) -> Option<&'static str> {
         let port = src.port();
-        if port == 0 {
-            return Some("source port 0");
-        }
-        // Services that answer whatever they receive: echo, discard, daytime, chargen, time.
-        if matches!(port, 7 | 9 | 13 | 19 | 37) {
-            return Some("source port of a reflecting service");
+        if port < 1024 {
+            return Some("source port below 1024");
         }
         if self.own_ports.contains(&port) {
             return Some("source port of one of our own services");
@@ -416,11 +415,35 @@ mod tests {
     }
 
     #[test]
-    fn loop_prone_ports_are_dropped() {
-        for port in [0, 7, 9, 13, 19, 37, 51423] {
-            let src = SocketAddr::new("10.0.0.1".parse().unwrap(), port);
-            assert!(reflection_risk(src, &[51423]).is_some(), "port {port}");
+    fn source_ports_below_1024_are_dropped() {
+        for port in [0, 1, 7, 9, 13, 19, 37, 53, 123, 161, 389, 1023] {
+            for ip in ["10.0.0.1", "::1", "::ffff:10.0.0.1"] {
+                let src = SocketAddr::new(ip.parse().unwrap(), port);
+                assert_eq!(
+                    reflection_risk(src, &[51423]),
+                    Some("source port below 1024"),
+                    "{src}"
+                );
+            }
         }
+        for port in [1024, 1025, 32768, 60999, 65535] {
+            let src = SocketAddr::new("10.0.0.1".parse().unwrap(), port);
+            assert_eq!(reflection_risk(src, &[51423]), None, "port {port}");
+        }
+    }
+
+    #[test]
+    fn our_own_ports_are_dropped() {
+        for port in [1024, 51423, 65535] {
+            let src = SocketAddr::new("10.0.0.1".parse().unwrap(), port);
+            assert_eq!(
+                reflection_risk(src, &[1024, 51423, 65535]),
+                Some("source port of one of our own services"),
+                "port {port}"
+            );
+        }
+        let src = SocketAddr::new("10.0.0.1".parse().unwrap(), 51424);
+        assert_eq!(reflection_risk(src, &[1024, 51423, 65535]), None);
     }
 
     #[test]

@@ -1,0 +1,162 @@
+//! The log: `log` records through `env_logger` to standard error, one line each,
+//! `LEVEL message`. `RUST_LOG` sets the level (default `info`). No timestamps: journald and
+//! syslog add their own.
+//!
+//! When standard error is the journal, each line starts with its syslog priority as well
+//! (`<3>` error, `<4>` warn, `<6>` info, `<7>` debug and trace: sd-daemon(3)), so journald
+//! files it at its level: `<6>INFO  listening on tcp 0.0.0.0:51423 (count)`. systemd tells a
+//! service that its standard error is the journal with `JOURNAL_STREAM=DEVICE:INODE`, the
+//! device and inode numbers of that stream; a variable inherited from a parent whose
+//! standard error was the journal names another file, so the numbers are compared with
+//! fstat(2) of standard error, and the prefixes are only written when they match.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{self, Write};
+use std::mem::MaybeUninit;
+
+use log::Level;
+
+/// Sets up the log as the module documentation describes. A second call changes nothing.
+pub fn init_logging() {
+    let journal = stderr_is_journal();
+    let env = env_logger::Env::default().default_filter_or("info");
+    let _ = env_logger::Builder::from_env(env)
+        .format(move |buf, record| write_line(buf, journal, record.level(), *record.args()))
+        .try_init();
+}
+
+/// Whether standard error is the journal: `JOURNAL_STREAM` names its device and inode.
+pub fn stderr_is_journal() -> bool {
+    names_stream(std::env::var_os("JOURNAL_STREAM").as_deref(), stderr_file())
+}
+
+/// Whether `journal_stream`, the value of `JOURNAL_STREAM`, names the file `stderr` (its
+/// device and inode numbers). A value that is not two decimal numbers joined by `:` names
+/// nothing.
+fn names_stream(journal_stream: Option<&OsStr>, stderr: Option<(u64, u64)>) -> bool {
+    let Some((device, inode)) = journal_stream
+        .and_then(OsStr::to_str)
+        .and_then(|value| value.split_once(':'))
+    else {
+        return false;
+    };
+    let number = |text: &str| {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        text.parse::<u64>().ok()
+    };
+    match (number(device), number(inode), stderr) {
+        (Some(device), Some(inode), Some(file)) => (device, inode) == file,
+        _ => false,
+    }
+}
+
+/// The device and inode numbers of standard error, or `None` when it is not open.
+fn stderr_file() -> Option<(u64, u64)> {
+    let mut stat = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat fills in `stat` when it returns 0.
+    if unsafe { libc::fstat(libc::STDERR_FILENO, stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: filled in by the successful fstat.
+    let stat = unsafe { stat.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // dev_t and ino_t are not u64 everywhere
+    Some((stat.st_dev as u64, stat.st_ino as u64))
+}
+
+/// The syslog priority prefix of a level.
+fn priority(level: Level) -> &'static str {
+    match level {
+        Level::Error => "<3>",
+        Level::Warn => "<4>",
+        Level::Info => "<6>",
+        Level::Debug | Level::Trace => "<7>",
+    }
+}
+
+/// Writes one log line: `LEVEL message`, after its priority prefix when `journal`.
+fn write_line(
+    out: &mut impl Write,
+    journal: bool,
+    level: Level,
+    message: fmt::Arguments<'_>,
+) -> io::Result<()> {
+    if journal {
+        out.write_all(priority(level).as_bytes())?;
+    }
+    writeln!(out, "{level:<5} {message}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(journal: bool, level: Level, message: fmt::Arguments<'_>) -> String {
+        let mut out = Vec::new();
+        write_line(&mut out, journal, level, message).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn lines_are_level_and_message() {
+        assert_eq!(
+            line(false, Level::Info, format_args!("listening on {}", 7)),
+            "INFO  listening on 7\n"
+        );
+        assert_eq!(line(false, Level::Error, format_args!("x")), "ERROR x\n");
+        assert_eq!(line(false, Level::Trace, format_args!("x")), "TRACE x\n");
+    }
+
+    #[test]
+    fn journal_lines_start_with_their_priority() {
+        for (level, want) in [
+            (Level::Error, "<3>ERROR x\n"),
+            (Level::Warn, "<4>WARN  x\n"),
+            (Level::Info, "<6>INFO  x\n"),
+            (Level::Debug, "<7>DEBUG x\n"),
+            (Level::Trace, "<7>TRACE x\n"),
+        ] {
+            assert_eq!(line(true, level, format_args!("x")), want);
+        }
+    }
+
+    #[test]
+    fn journal_stream_must_name_standard_error() {
+        fn stream(value: &str) -> Option<&OsStr> {
+            Some(OsStr::new(value))
+        }
+        let file = Some((64769, 123456));
+        assert!(names_stream(stream("64769:123456"), file));
+        for (value, stderr) in [
+            ("64769:123457", file),
+            ("64770:123456", file),
+            ("64769:123456", None),
+            ("", file),
+            (":", file),
+            ("64769", file),
+            ("64769:", file),
+            (":123456", file),
+            ("64769:123456:1", file),
+            (" 64769:123456", file),
+            ("+64769:123456", file),
+            ("64769:0x1e240", file),
+            ("18446744073709551616:123456", file),
+        ] {
+            assert!(!names_stream(stream(value), stderr), "{value:?} {stderr:?}");
+        }
+        assert!(!names_stream(None, file));
+        assert!(names_stream(stream("0:0"), Some((0, 0))));
+        assert!(names_stream(
+            stream("18446744073709551615:1"),
+            Some((u64::MAX, 1))
+        ));
+    }
+
+    #[test]
+    fn standard_error_has_a_device_and_inode() {
+        // The test harness leaves standard error open.
+        assert!(stderr_file().is_some());
+    }
+}
