@@ -34,8 +34,9 @@
 //! (`Conn::update_interest`): the interest changes, at the cost of an `epoll_ctl`, only when
 //! a client stops reading and when it catches up.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -45,12 +46,14 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::access::AccessList;
 use crate::config::{Config, Instance, Service, Transport};
 use crate::conn::{Conn, Cx, State, Status};
 use crate::console::{Console, Typed};
 use crate::deadline::{after, Clock, Kind, Millis, PassTime, Timers};
+use crate::fairness::{HeldTable, RateTable, SourceKey};
 use crate::mmsg::Datagrams;
-use crate::session::{display_peer, Ack, Session, Settings, Step};
+use crate::session::{display_peer, Ack, Counters, Session, Settings, Step};
 use crate::sockets;
 use crate::systemd::{Activated, Notifier};
 use crate::udp::{self, DropLog};
@@ -105,30 +108,9 @@ impl std::error::Error for BindError {
     }
 }
 
-/// The counters of the summary line logged at exit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
-    /// TCP connections accepted and served (refused ones not included).
-    pub served: u64,
-    /// TCP connections refused with the busy message.
-    pub refused: u64,
-    /// Connections whose deadline passed before the request was complete.
-    pub timed_out: u64,
-    /// UDP datagrams answered.
-    pub answered: u64,
-    /// UDP datagrams not answered (loop protection, empty echo, reply not sent).
-    pub dropped: u64,
-}
-
-impl std::fmt::Display for Summary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "connections served {}, refused {}, timed out {}; datagrams answered {}, dropped {}",
-            self.served, self.refused, self.timed_out, self.answered, self.dropped
-        )
-    }
-}
+/// The counters of the summary line logged at exit (and on `SIGUSR1`), summed over the
+/// service instances; `stats` reports them per instance.
+pub type Summary = Counters;
 
 /// Stops a running server from another thread: the first call drains like SIGTERM, a second
 /// one stops at once.
@@ -194,10 +176,44 @@ pub struct Server {
     starved: bool,
     read_buf: Vec<u8>,
     out: Vec<u8>,
-    summary: Summary,
+    /// The counters of each instance, in instance order.
+    counters: Vec<Counters>,
+    /// The instance of each slab key's connection (a side table, so a connection costs two
+    /// bytes for it, and only while its slot exists).
+    instance_of: Vec<u16>,
+    /// Who may connect (`--allow`, `--deny`); `None`: everyone.
+    access: Option<AccessList>,
+    /// The per-source limits of TCP connections.
+    per_source: PerSource,
+    /// Replies a second per UDP source (`--udp-rate`).
+    udp_rates: Option<RateTable>,
     notifier: Notifier,
     /// Standard input as the operator's console (`--console`).
     console: Option<Console>,
+}
+
+/// The per-source limits of TCP connections, each `None` when its flag is off (and then costs
+/// nothing).
+#[derive(Debug, Default)]
+struct PerSource {
+    /// Connections held per source (`--max-per-source`).
+    held: Option<HeldTable>,
+    /// The source each counted connection holds a place for, by slab key (only with `held`).
+    holders: HashMap<usize, SourceKey>,
+    /// New connections a second per source (`--max-rate`).
+    rates: Option<RateTable>,
+}
+
+/// What a new TCP connection gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admission {
+    Serve,
+    /// Its source is not served (`--allow`, `--deny`): closed with no message.
+    Denied,
+    /// Over `--max-per-source` (its limit) or `--max-rate` (`None`): a message, then the close.
+    Limited(Option<usize>),
+    /// Over `--max-connections`: the busy message, then the close.
+    Busy,
 }
 
 /// Where the loop is in its life; changed only by `Server::set_lifecycle`.
@@ -301,6 +317,8 @@ enum Due {
     Loop(LoopTimer),
     /// The line for drops the UDP drop log held back.
     DropLog,
+    /// Forgetting the rate tables' sources that have not been seen for a while.
+    RateTables,
 }
 
 impl std::fmt::Display for Due {
@@ -311,6 +329,7 @@ impl std::fmt::Display for Due {
             Due::Loop(LoopTimer::AcceptRetry) => f.write_str("the time to try accepting again"),
             Due::Loop(LoopTimer::Watchdog) => f.write_str("the next watchdog ping"),
             Due::DropLog => f.write_str("the drop log's summary line"),
+            Due::RateTables => f.write_str("the rate tables' clean-up"),
         }
     }
 }
@@ -406,6 +425,14 @@ impl Server {
             instances.push(instance);
             sources.push(source);
         }
+        if instances.len() > usize::from(u16::MAX) {
+            let many = crate::config::ConfigError(format!(
+                "{} service instances: at most {} can run in one daemon",
+                instances.len(),
+                u16::MAX
+            ));
+            return Err(BindError::Config(many));
+        }
         let udp_ports = instances
             .iter()
             .filter(|i| i.transport == Transport::Udp)
@@ -414,6 +441,7 @@ impl Server {
         let console = config
             .console
             .then(|| Console::open(poll.registry(), CONSOLE));
+        let counters = vec![Counters::default(); instances.len()];
         Ok(Server {
             poll,
             instances,
@@ -442,7 +470,15 @@ impl Server {
             starved: false,
             read_buf: vec![0; READ_BUF],
             out: Vec::with_capacity(READ_BUF + crate::config::MAX_ACK_REPLY + 64),
-            summary: Summary::default(),
+            counters,
+            instance_of: Vec::new(),
+            access: AccessList::new(&config.allow, &config.deny),
+            per_source: PerSource {
+                held: HeldTable::new(config.max_per_source),
+                holders: HashMap::new(),
+                rates: RateTable::new(config.max_rate),
+            },
+            udp_rates: RateTable::new(config.udp_rate),
             notifier: Notifier::from_env(),
             console,
             config,
@@ -519,8 +555,18 @@ impl Server {
             }
         }
         self.drops.finish();
-        info!("{}", self.summary);
-        Ok(self.summary)
+        let summary = self.total();
+        info!("{summary}");
+        Ok(summary)
+    }
+
+    /// The counters of every instance added up.
+    fn total(&self) -> Counters {
+        let mut total = Counters::default();
+        for c in &self.counters {
+            total += *c;
+        }
+        total
     }
 
     /// The one place the loop's lifecycle changes.
@@ -573,23 +619,30 @@ impl Server {
             return;
         };
         let batch = self.datagrams.get_or_insert_with(Box::default);
-        let guard = udp::Guard {
-            own_ports: &self.udp_ports,
-            broadcasts: self
-                .broadcasts
-                .get_or_insert_with(sockets::interface_broadcasts),
+        let policy = udp::Policy {
+            guard: udp::Guard {
+                own_ports: &self.udp_ports,
+                broadcasts: self
+                    .broadcasts
+                    .get_or_insert_with(sockets::interface_broadcasts),
+            },
+            access: self.access.as_ref(),
+            rates: self.udp_rates.as_mut(),
         };
         let (tally, drained) = udp::serve(
             socket,
             &self.instances[source],
             batch,
             self.config.time_epoch,
-            guard,
+            policy,
             &mut self.drops,
             self.clock,
         );
-        self.summary.answered += tally.answered;
-        self.summary.dropped += tally.dropped;
+        let c = &mut self.counters[source];
+        c.answered += tally.answered;
+        c.dropped += tally.dropped;
+        c.datagrams_denied += tally.denied;
+        c.datagrams_limited += tally.limited;
         if !drained {
             self.udp_again.push(source);
         }
@@ -659,17 +712,52 @@ impl Server {
         }
     }
 
+    /// What a new connection from `ip` gets: served, or turned away (denied, over a
+    /// per-source limit, or busy). A connection to be served holds its place in the
+    /// per-source table from here on.
+    fn admission(&mut self, ip: IpAddr, now: Millis) -> Admission {
+        if self.access.as_ref().is_some_and(|a| !a.permits(ip)) {
+            return Admission::Denied;
+        }
+        let key = SourceKey::of(ip);
+        if let Some(rates) = &mut self.per_source.rates {
+            if !rates.admit(key, now) {
+                return Admission::Limited(None);
+            }
+        }
+        if self.held >= self.config.max_connections {
+            return Admission::Busy;
+        }
+        match &mut self.per_source.held {
+            Some(held) => match held.try_hold(key) {
+                true => Admission::Serve,
+                false => Admission::Limited(Some(held.limit())),
+            },
+            None => Admission::Serve,
+        }
+    }
+
     fn admit(&mut self, stream: mio::net::TcpStream, peer: SocketAddr, source: usize, now: Millis) {
         let instance = self.instances[source];
-        let counted = self.held < self.config.max_connections;
-        if !counted && self.refusing >= self.config.max_refusals {
+        let peer = display_peer(peer);
+        let admission = self.admission(peer.ip(), now);
+        let counters = &mut self.counters[source];
+        match admission {
+            Admission::Serve => {}
+            Admission::Denied => {
+                // A denied host learns nothing: the close is all it gets.
+                counters.denied += 1;
+                debug!("{peer}: denied on {instance}: closed with no message");
+                return;
+            }
+            Admission::Limited(_) => counters.limited += 1,
+            Admission::Busy => counters.refused += 1,
+        }
+        if admission != Admission::Serve && self.refusing >= self.config.max_refusals {
             // Lingering refusals hold descriptors too: past their cap, a refusal is a close.
-            self.summary.refused += 1;
             debug!(
-                "{}: refused silently: {} connections held and {} refusals lingering",
-                display_peer(peer),
-                self.held,
-                self.refusing
+                "{peer}: turned away silently ({admission:?}): {} connections held and {} refusals lingering",
+                self.held, self.refusing
             );
             return;
         }
@@ -680,12 +768,13 @@ impl Server {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         trace!(
-            "accept -> conn {key} from {} (fd {}) on {instance}",
-            display_peer(peer),
+            "accept -> conn {key} from {peer} (fd {}) on {instance}",
             std::os::fd::AsRawFd::as_raw_fd(&stream)
         );
-        let (session, opened) = if counted {
-            match &mut self.console {
+        let (session, opened) = match admission {
+            Admission::Busy => Session::busy(self.config.max_connections, &mut self.out),
+            Admission::Limited(held) => Session::limited(held, &mut self.out),
+            Admission::Serve | Admission::Denied => match &mut self.console {
                 Some(console) if instance.service == Service::Ack && console.is_open() => {
                     let number = console.next_number();
                     trace!("conn {key}: the console's connection {number}");
@@ -698,9 +787,7 @@ impl Server {
                     self.config.time_epoch,
                     &mut self.out,
                 ),
-            }
-        } else {
-            Session::busy(self.config.max_connections, &mut self.out)
+            },
         };
         let mut cx = cx(
             &self.config,
@@ -709,46 +796,49 @@ impl Server {
             &mut self.out,
             now,
         );
-        let mut conn = match Conn::open(key, stream, session, opened, &mut cx) {
+        let opened = Conn::open(key, stream, session, opened, &mut cx).and_then(|mut conn| {
+            let token = Token(FIRST_SOURCE + self.instances.len() + key);
+            conn.register(self.poll.registry(), token)?;
+            Ok(conn)
+        });
+        let conn = match opened {
             Ok(conn) => conn,
             Err(e) => {
-                debug!(
-                    "{}: gone at once: {}",
-                    display_peer(peer),
-                    sockets::reason(&e)
-                );
+                debug!("{peer}: gone at once: {}", sockets::reason(&e));
+                if admission == Admission::Serve {
+                    if let Some(held) = &mut self.per_source.held {
+                        held.release(SourceKey::of(peer.ip()));
+                    }
+                }
                 return;
             }
         };
-        let token = Token(FIRST_SOURCE + self.instances.len() + key);
-        if let Err(e) = conn.register(self.poll.registry(), token) {
-            warn!(
-                "{instance}: cannot register a connection: {}",
-                sockets::reason(&e)
-            );
-            return;
-        }
         trace!("conn {key}: registered with the poll, edge-triggered: it reports each change of readiness once");
-        if counted {
+        if admission == Admission::Serve {
             self.held += 1;
-            self.summary.served += 1;
-            debug!(
-                "conn {key}: accepted from {} on {instance}",
-                display_peer(peer)
-            );
+            self.counters[source].served += 1;
+            if self.per_source.held.is_some() {
+                self.per_source
+                    .holders
+                    .insert(key, SourceKey::of(peer.ip()));
+            }
+            debug!("conn {key}: accepted from {peer} on {instance}");
         } else {
             self.refusing += 1;
-            self.summary.refused += 1;
             debug!(
-                "conn {key}: refused {}: {} connections held",
-                display_peer(peer),
+                "conn {key}: turned away {peer} ({admission:?}): {} connections held",
                 self.held
             );
         }
+        if key >= self.instance_of.len() {
+            self.instance_of.resize(key + 1, 0);
+        }
+        // Instances are numbered by u16: `Server::bind` refuses more.
+        self.instance_of[key] = source as u16;
         let answered = conn.state() == State::Answered;
         entry.insert(conn);
         if answered {
-            // Everything was said at open (`time`, or busy): go on to the graceful close.
+            // Everything was said at open (`time`, or a refusal): go on to the graceful close.
             self.pump(key, now);
         } else {
             // The poll reports input that is already there when the socket is added.
@@ -822,6 +912,11 @@ impl Server {
             self.refusing -= 1;
         } else {
             self.held -= 1;
+            if let Some(source) = self.per_source.holders.remove(&key) {
+                if let Some(held) = &mut self.per_source.held {
+                    held.release(source);
+                }
+            }
         }
         self.timers.cancel(key);
         self.closed.push(key);
@@ -859,6 +954,8 @@ impl Server {
         }
         self.conns.shrink_to_fit();
         self.timers.shrink_to(self.conns.capacity());
+        self.instance_of.truncate(self.conns.capacity());
+        self.instance_of.shrink_to_fit();
         for list in [&mut self.closed, &mut self.again] {
             list.shrink_to(KEEP_SLOTS);
         }
@@ -883,7 +980,7 @@ impl Server {
             // A request deadline or idle limit that passes times the connection out; the
             // connection then leaves it for a linger deadline or closes, so this counts once.
             if conn.deadline.is_some_and(|d| d.kind == Kind::Request) && !conn.is_refusal() {
-                self.summary.timed_out += 1;
+                self.counters[usize::from(self.instance_of[key])].timed_out += 1;
             }
             self.drive(key, now, |conn, cx| conn.on_deadline(key, cx));
         }
@@ -901,6 +998,12 @@ impl Server {
             }
         }
         self.drops.flush(now);
+        for table in [&mut self.per_source.rates, &mut self.udp_rates]
+            .into_iter()
+            .flatten()
+        {
+            table.expire(now);
+        }
     }
 
     /// Lines from the operator go to the connections waiting for them; at the end of input
@@ -965,12 +1068,15 @@ impl Server {
             SIGTERM => self.request_stop("SIGTERM", now),
             SIGUSR1 => {
                 let open = self.conns.len() - self.closed.len();
-                info!("{}; connections open {open}", self.summary);
+                info!("{}; connections open {open}", self.total());
                 debug!(
                     target: "oneloop::tables",
-                    "tables: {} connection slots, {} deadlines armed",
+                    "tables: {} connection slots, {} deadlines armed, {} sources holding connections, {} sources in the connection rate table, {} in the UDP rate table",
                     self.conns.capacity(),
-                    self.timers.armed()
+                    self.timers.armed(),
+                    self.per_source.held.as_ref().map_or(0, HeldTable::len),
+                    self.per_source.rates.as_ref().map_or(0, RateTable::len),
+                    self.udp_rates.as_ref().map_or(0, RateTable::len)
                 );
             }
             SIGHUP => info!("SIGHUP: ignored (there is no configuration file to read again)"),
@@ -1029,7 +1135,12 @@ impl Server {
         let conn = self.timers.next().map(|(at, key)| (at, Due::Conn(key)));
         let own = self.loop_timers.next().map(|(at, t)| (at, Due::Loop(t)));
         let drops = self.drops.due().map(|at| (at, Due::DropLog));
-        earlier(earlier(conn, own), drops)
+        let rates = [&self.per_source.rates, &self.udp_rates]
+            .into_iter()
+            .filter_map(|table| table.as_ref()?.due())
+            .min()
+            .map(|at| (at, Due::RateTables));
+        earlier(earlier(conn, own), earlier(drops, rates))
     }
 
     /// How long the loop may sleep: not at all while some socket used its turn, else until
@@ -1188,12 +1299,18 @@ mod tests {
             served: 3,
             refused: 1,
             timed_out: 2,
+            denied: 6,
+            limited: 7,
+            health_checks: 9,
             answered: 5,
             dropped: 4,
+            datagrams_denied: 8,
+            datagrams_limited: 10,
         };
         assert_eq!(
             s.to_string(),
-            "connections served 3, refused 1, timed out 2; datagrams answered 5, dropped 4"
+            "connections served 3, refused 1, timed out 2, denied 6, limited 7; \
+             datagrams answered 5, dropped 4, denied 8, limited 10"
         );
     }
 }

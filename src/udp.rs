@@ -22,8 +22,10 @@ use std::time::{Duration, SystemTime};
 
 use log::{debug, info, trace};
 
+use crate::access::AccessList;
 use crate::config::{Epoch, Instance, Service};
 use crate::deadline::{after, Clock, Millis, NEVER};
+use crate::fairness::{RateTable, SourceKey};
 use crate::logbytes::Escaped;
 use crate::mmsg::{Datagrams, Payload, BATCH};
 use crate::session::time_value;
@@ -77,6 +79,19 @@ pub fn reply<'a>(service: Service, datagram: &[u8], time: &'a [u8; 4]) -> Option
 pub struct Tally {
     pub answered: u64,
     pub dropped: u64,
+    /// From a source `--allow`/`--deny` does not serve (not counted as dropped).
+    pub denied: u64,
+    /// Over `--udp-rate` (not counted as dropped).
+    pub limited: u64,
+}
+
+/// Which datagrams one `serve` call answers: the loop guard, who may be served, and the
+/// replies each source may have a second.
+#[derive(Debug)]
+pub struct Policy<'a> {
+    pub guard: Guard<'a>,
+    pub access: Option<&'a AccessList>,
+    pub rates: Option<&'a mut RateTable>,
 }
 
 /// The drop lines at `info`: the first drop from each source is logged there (the table of
@@ -194,10 +209,15 @@ pub fn serve(
     instance: &Instance,
     batch: &mut Datagrams,
     epoch: Epoch,
-    guard: Guard<'_>,
+    policy: Policy<'_>,
     drops: &mut DropLog,
     clock: Clock,
 ) -> (Tally, bool) {
+    let Policy {
+        guard,
+        access,
+        mut rates,
+    } = policy;
     let fd = socket.as_raw_fd();
     let mut tally = Tally::default();
     for _ in 0..TURN {
@@ -222,6 +242,8 @@ pub fn serve(
             Service::Time => time_value(SystemTime::now(), epoch).to_be_bytes(),
             _ => [0; 4],
         };
+        // The clock, for the rate limit only, read once a batch.
+        let now = rates.as_ref().map(|_| clock.now());
         let answered = batch.answer(fd, n, |datagram, src| {
             let Some(src) = src else {
                 tally.dropped += 1;
@@ -232,17 +254,30 @@ pub fn serve(
                 datagram.len(),
                 Escaped(datagram)
             );
+            let ip = src.ip().to_canonical();
+            if access.is_some_and(|a| !a.permits(ip)) {
+                trace!("{instance}: {src} is not served (--allow/--deny): dropped");
+                tally.denied += 1;
+                return None;
+            }
             if let Some(why) = guard.reflection_risk(src) {
                 drops.log(src, why, instance, || clock.now());
                 tally.dropped += 1;
                 return None;
             }
-            let payload = reply(instance.service, datagram, &time);
-            if payload.is_none() {
+            let Some(payload) = reply(instance.service, datagram, &time) else {
                 debug!("{instance}: empty datagram from {src}: no reply");
                 tally.dropped += 1;
+                return None;
+            };
+            if let (Some(rates), Some(now)) = (rates.as_deref_mut(), now) {
+                if !rates.admit(SourceKey::of(ip), now) {
+                    trace!("{instance}: {src} is over --udp-rate: no reply");
+                    tally.limited += 1;
+                    return None;
+                }
             }
-            payload
+            Some(payload)
         });
         let lost = answered.replies - answered.sent;
         if let Some(e) = &answered.error {

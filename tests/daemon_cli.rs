@@ -329,7 +329,7 @@ fn sigterm_lets_the_request_in_flight_finish() {
     send_line_and_read_reply(&mut client);
     drop(client);
     assert_eq!(p.wait_exit(), 0, "stderr:\n{}", p.seen.join("\n"));
-    p.wait_for("connections served 1, refused 0, timed out 0; datagrams answered 0, dropped 0");
+    p.wait_for("connections served 1, refused 0, timed out 0, denied 0, limited 0; datagrams answered 0, dropped 0, denied 0, limited 0");
 }
 
 #[test]

@@ -64,8 +64,9 @@ pub enum Session {
     Echo(Echo),
     /// `time`: the four bytes were said at open.
     Time,
-    /// A connection over `--max-connections`: the busy message was said at open.
-    Busy,
+    /// A connection turned away (over `--max-connections`, or over a per-source limit): its
+    /// one-line message was said at open.
+    Refusal,
 }
 
 impl Session {
@@ -92,12 +93,36 @@ impl Session {
     /// A connection over `--max-connections`: the busy message, and nothing more.
     pub fn busy(max_connections: usize, out: &mut Vec<u8>) -> (Session, Step) {
         let _ = writeln!(out, "Error: server busy ({max_connections} connections)");
-        (Session::Busy, Step::Refused("busy"))
+        (Session::Refusal, Step::Refused("busy"))
     }
 
-    /// Whether this is a busy refusal (it does not count toward `--max-connections`).
+    /// A connection over `--max-per-source` (`held` is the limit) or `--max-rate` (`None`):
+    /// its message, and nothing more.
+    pub fn limited(held: Option<usize>, out: &mut Vec<u8>) -> (Session, Step) {
+        match held {
+            Some(limit) => {
+                let _ = writeln!(
+                    out,
+                    "Error: too many connections from your address (limit {limit})"
+                );
+                (
+                    Session::Refusal,
+                    Step::Refused("too many connections from one source"),
+                )
+            }
+            None => {
+                out.extend_from_slice(b"Error: too many new connections from your address\n");
+                (
+                    Session::Refusal,
+                    Step::Refused("too many new connections from one source"),
+                )
+            }
+        }
+    }
+
+    /// Whether this is a refusal (it does not count toward `--max-connections`).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Session::Busy)
+        matches!(self, Session::Refusal)
     }
 
     pub fn on_data(&mut self, data: &[u8], settings: &Settings, out: &mut Vec<u8>) -> Step {
@@ -105,7 +130,7 @@ impl Session {
             Session::Count(s) => s.on_data(data, settings, out),
             Session::Ack(s) => s.on_data(data, settings.ack_reply, settings.console, out),
             Session::Echo(s) => s.on_data(data, out),
-            Session::Time | Session::Busy => Step::Answered,
+            Session::Time | Session::Refusal => Step::Answered,
         }
     }
 
@@ -132,7 +157,7 @@ impl Session {
             Session::Count(s) => s.on_eof(out),
             Session::Ack(s) => s.on_eof(),
             Session::Echo(s) => s.on_eof(),
-            Session::Time | Session::Busy => Step::Answered,
+            Session::Time | Session::Refusal => Step::Answered,
         }
     }
 
@@ -142,7 +167,7 @@ impl Session {
             Session::Count(s) => s.on_deadline(settings, out),
             Session::Ack(s) => s.on_timeout(),
             Session::Echo(s) => s.on_timeout(),
-            Session::Time | Session::Busy => Step::Answered,
+            Session::Time | Session::Refusal => Step::Answered,
         }
     }
 
@@ -152,7 +177,7 @@ impl Session {
             Session::Count(s) => s.on_shutdown(out),
             Session::Ack(s) => s.on_timeout(),
             Session::Echo(s) => s.on_timeout(),
-            Session::Time | Session::Busy => Step::Answered,
+            Session::Time | Session::Refusal => Step::Answered,
         }
     }
 
@@ -258,6 +283,20 @@ mod tests {
         assert_eq!(out, b"Error: server busy (10000 connections)\n");
         assert_eq!(step, Step::Refused("busy"));
         assert!(s.is_refusal());
+    }
+
+    #[test]
+    fn limit_messages_name_what_was_exceeded() {
+        let mut out = Vec::new();
+        let (s, step) = Session::limited(Some(4), &mut out);
+        assert_eq!(
+            out,
+            b"Error: too many connections from your address (limit 4)\n"
+        );
+        assert!(s.is_refusal() && matches!(step, Step::Refused(_)));
+        out.clear();
+        Session::limited(None, &mut out);
+        assert_eq!(out, b"Error: too many new connections from your address\n");
     }
 
     #[test]

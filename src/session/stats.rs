@@ -44,6 +44,42 @@ pub struct Counters {
     pub datagrams_limited: u64,
 }
 
+/// The summary line (at exit and on `SIGUSR1`): `connections served N, refused N, timed out N,
+/// denied N, limited N; datagrams answered N, dropped N, denied N, limited N`.
+impl std::fmt::Display for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connections served {}, refused {}, timed out {}, denied {}, limited {}; \
+             datagrams answered {}, dropped {}, denied {}, limited {}",
+            self.served,
+            self.refused,
+            self.timed_out,
+            self.denied,
+            self.limited,
+            self.answered,
+            self.dropped,
+            self.datagrams_denied,
+            self.datagrams_limited
+        )
+    }
+}
+
+impl std::ops::AddAssign for Counters {
+    fn add_assign(&mut self, other: Counters) {
+        self.served += other.served;
+        self.refused += other.refused;
+        self.timed_out += other.timed_out;
+        self.denied += other.denied;
+        self.limited += other.limited;
+        self.health_checks += other.health_checks;
+        self.answered += other.answered;
+        self.dropped += other.dropped;
+        self.datagrams_denied += other.datagrams_denied;
+        self.datagrams_limited += other.datagrams_limited;
+    }
+}
+
 /// An instance and its counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InstanceCounters {
