@@ -13,6 +13,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 use log::{debug, warn};
@@ -148,24 +149,39 @@ fn transport_of(socket: &Socket) -> Result<Transport, String> {
     Ok(transport)
 }
 
-/// Tells the service manager how the daemon is doing (when there is one listening).
+/// The service manager's notify socket (`NOTIFY_SOCKET`), opened once at start-up: the
+/// daemon connects a datagram socket to it before it drops privileges, so `WATCHDOG=1` and
+/// `STOPPING=1` still reach the service manager from inside a `--chroot`, where the socket's
+/// path does not exist. An abstract name (`@name`) works too.
 #[derive(Debug)]
 pub struct Notifier {
-    /// Whether `NOTIFY_SOCKET` is set.
-    listening: bool,
+    /// Connected to the notify socket, when there is one.
+    socket: Option<UnixDatagram>,
     /// How often to send `WATCHDOG=1` (half of `WatchdogSec=`), when the watchdog is on.
     pub watchdog_every: Option<Duration>,
 }
 
 impl Notifier {
-    /// Reads `NOTIFY_SOCKET` and `WATCHDOG_USEC`/`WATCHDOG_PID` from the environment.
+    /// Reads `NOTIFY_SOCKET` and `WATCHDOG_USEC`/`WATCHDOG_PID` from the environment, and
+    /// connects to the notify socket.
     pub fn from_env() -> Notifier {
-        let listening = std::env::var_os("NOTIFY_SOCKET").is_some();
+        let socket = std::env::var_os("NOTIFY_SOCKET").and_then(|path| {
+            connect(&path)
+                .map_err(|e| {
+                    warn!(
+                        "cannot connect to the service manager's notify socket {}: {}",
+                        path.to_string_lossy(),
+                        reason(&e)
+                    )
+                })
+                .ok()
+        });
+        let watchdog_every = sd_notify::watchdog_enabled()
+            .filter(|_| socket.is_some())
+            .map(|limit| limit / 2);
         Notifier {
-            listening,
-            watchdog_every: sd_notify::watchdog_enabled()
-                .filter(|_| listening)
-                .map(|limit| limit / 2),
+            socket,
+            watchdog_every,
         }
     }
 
@@ -184,15 +200,32 @@ impl Notifier {
         self.send(&[NotifyState::Watchdog]);
     }
 
+    /// One datagram, a `STATE=value` line per state.
     fn send(&self, states: &[NotifyState]) {
-        if !self.listening {
+        let Some(socket) = &self.socket else {
             return;
-        }
-        match sd_notify::notify(states) {
-            Ok(()) => debug!("told the service manager: {states:?}"),
-            Err(e) => warn!("cannot notify the service manager: {e}"),
+        };
+        let message: String = states.iter().map(|state| format!("{state}\n")).collect();
+        match socket.send(message.as_bytes()) {
+            Ok(_) => debug!("told the service manager: {states:?}"),
+            Err(e) => warn!("cannot notify the service manager: {}", reason(&e)),
         }
     }
+}
+
+/// A datagram socket connected to `path`: a file system path, or `@name` for an abstract one.
+fn connect(path: &std::ffi::OsStr) -> io::Result<UnixDatagram> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    let socket = UnixDatagram::unbound()?;
+    let bytes = path.as_bytes();
+    match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            socket.connect_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name)?)?
+        }
+        None => socket.connect(path)?,
+    }
+    Ok(socket)
 }
 
 #[cfg(test)]

@@ -240,3 +240,47 @@ fn no_watchdog_without_a_notify_socket() {
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait_exit(), 0);
 }
+
+#[test]
+fn an_abstract_notify_socket_is_reached_too() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("oneloop-notify-abstract-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let socket = UnixDatagram::bind_addr(&addr).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let _p = daemon_with_env(&[("NOTIFY_SOCKET", &format!("@{name}"))]);
+    let mut buf = [0u8; 4096];
+    let n = socket
+        .recv(&mut buf)
+        .expect("READY=1 on the abstract socket");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1\n"));
+}
+
+#[test]
+fn the_watchdog_keeps_reaching_systemd_from_inside_a_chroot() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        eprintln!("skipped: dropping privileges needs root");
+        return;
+    }
+    let notify = NotifySocket::new("chroot");
+    let root = std::env::temp_dir().join(format!("oneloop-empty-root-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--tcp", "count@127.0.0.1:0", "--user", "nobody", "--chroot"])
+        .arg(&root)
+        .env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", &notify.path)
+        .env("WATCHDOG_USEC", "200000");
+    let mut p = Proc::spawn_cmd(&mut cmd);
+    p.wait_for("serving as user nobody");
+    assert!(notify.next().contains("READY=1"));
+    for _ in 0..3 {
+        assert_eq!(notify.next(), "WATCHDOG=1\n");
+    }
+    p.signal(libc::SIGTERM);
+    assert!(notify.next().contains("STOPPING=1"));
+    assert_eq!(p.wait_exit(), 0);
+    let _ = std::fs::remove_dir(&root);
+}
