@@ -38,6 +38,7 @@ pub mod load;
 mod logbytes;
 pub mod logging;
 mod mmsg;
+mod narrate;
 pub mod privileges;
 pub mod proxy;
 mod server;

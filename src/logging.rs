@@ -9,20 +9,49 @@
 //! device and inode numbers of that stream; a variable inherited from a parent whose
 //! standard error was the journal names another file, so the numbers are compared with
 //! fstat(2) of standard error, and the prefixes are only written when they match.
+//!
+//! At `trace`, repeats collapse (`crate::narrate`), and the `mio` crate's own trace lines are
+//! left out unless `RUST_LOG` names `mio` (`RUST_LOG=trace,mio=trace`): the daemon's trace
+//! tells what mio does in its own words.
 
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, Write};
 use std::mem::MaybeUninit;
+use std::sync::Mutex;
 
 use log::Level;
+
+use crate::narrate::{Collapse, Verdict};
 
 /// Sets up the log as the module documentation describes. A second call changes nothing.
 pub fn init_logging() {
     let journal = stderr_is_journal();
+    let collapse = Mutex::new(Collapse::default());
     let env = env_logger::Env::default().default_filter_or("info");
-    let _ = env_logger::Builder::from_env(env)
-        .format(move |buf, record| write_line(buf, journal, record.level(), *record.args()))
+    let _ = env_logger::Builder::new()
+        .filter_module("mio", log::LevelFilter::Info)
+        .parse_env(env)
+        .format(move |buf, record| {
+            if !log::log_enabled!(Level::Trace) {
+                return write_line(buf, journal, record.level(), *record.args());
+            }
+            // Only while trace is on: each line is compared with the last ones.
+            let text = record.args().to_string();
+            let verdict = collapse
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .line(record.level() == Level::Trace, &text);
+            match verdict {
+                Verdict::Skip => Ok(()),
+                Verdict::Show { summary } => {
+                    if let Some(summary) = summary {
+                        write_line(buf, journal, Level::Trace, format_args!("{summary}"))?;
+                    }
+                    write_line(buf, journal, record.level(), format_args!("{text}"))
+                }
+            }
+        })
         .try_init();
 }
 
