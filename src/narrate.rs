@@ -83,12 +83,13 @@ impl Collapse {
     }
 }
 
-/// A hash of `text` with every run of digits counted as one `#`.
+/// A hash of `text` with every number (digits, and points between them: `29.998`,
+/// `127.0.0.1`) counted as one `#`.
 fn masked_hash(text: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     let mut in_number = false;
     for c in text.chars() {
-        if c.is_ascii_digit() {
+        if c.is_ascii_digit() || (in_number && c == '.') {
             if !in_number {
                 '#'.hash(&mut hasher);
             }
