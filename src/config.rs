@@ -84,7 +84,10 @@ impl Instance {
     /// interface (an IPv6 address always goes in brackets, an IPv4 address or a name never);
     /// a name is resolved and its first address taken. PORT is 0 to 65535 (0: any free port).
     pub fn parse(transport: Transport, spec: &str) -> Result<Instance, ConfigError> {
-        let bad = |why: &str| ConfigError(format!("bad service '{spec}': {why}"));
+        let bad = |why: &str| ConfigError::Spec {
+            spec: spec.to_string(),
+            why: why.to_string(),
+        };
         let (name, addr) = spec
             .split_once('@')
             .ok_or_else(|| bad("expected SERVICE@[HOST]:PORT"))?;
@@ -506,12 +509,10 @@ impl Config {
             .iter()
             .find(|i| !i.service.runs_on(i.transport))
         {
-            return Err(ConfigError(format!("{} runs on tcp only", i.service)));
+            return Err(ConfigError::TcpOnly(i.service));
         }
         if self.ack_reply.len() > MAX_ACK_REPLY {
-            return Err(ConfigError(format!(
-                "--ack-reply is limited to {MAX_ACK_REPLY} bytes"
-            )));
+            return Err(ConfigError::AckReplyTooLong);
         }
         let s = &self.sockets;
         ranges::MAX_LINE
@@ -534,18 +535,46 @@ impl Config {
             .and(ranges::MAX_PER_SOURCE.check("--max-per-source", self.max_per_source))
             .and(ranges::MAX_RATE.check("--max-rate", self.max_rate))
             .and(ranges::UDP_RATE.check("--udp-rate", self.udp_rate))
-            .and(self.privileges.validate())
-            .map_err(ConfigError)
+            .map_err(ConfigError::OutOfRange)?;
+        self.privileges.validate().map_err(ConfigError::Privileges)
     }
 }
 
-/// A configuration the daemon cannot run with; the text says why.
+/// Why a configuration cannot run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// A `SERVICE@[HOST]:PORT` that does not parse: the spec, and why.
+    Spec { spec: String, why: String },
+    /// A TCP-only service asked for on UDP.
+    TcpOnly(Service),
+    /// `ack_reply` is longer than [`MAX_ACK_REPLY`] bytes.
+    AckReplyTooLong,
+    /// A number outside its range (the text names the setting and the range).
+    OutOfRange(String),
+    /// `privileges` that do not go together (the text says which).
+    Privileges(String),
+    /// No service instance and no passed socket.
+    NoService,
+    /// More service instances than one daemon runs (the loop numbers them in 16 bits).
+    TooManyInstances(usize),
+}
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            ConfigError::Spec { spec, why } => write!(f, "bad service '{spec}': {why}"),
+            ConfigError::TcpOnly(service) => write!(f, "{service} runs on tcp only"),
+            ConfigError::AckReplyTooLong => {
+                write!(f, "--ack-reply is limited to {MAX_ACK_REPLY} bytes")
+            }
+            ConfigError::OutOfRange(why) | ConfigError::Privileges(why) => f.write_str(why),
+            ConfigError::NoService => f.write_str("no service to run"),
+            ConfigError::TooManyInstances(n) => write!(
+                f,
+                "{n} service instances: at most {} can run in one daemon",
+                u16::MAX
+            ),
+        }
     }
 }
 
@@ -616,8 +645,12 @@ mod tests {
             (Transport::Tcp, "echo@h:", "no port after ':' (0 to 65535)"),
         ] {
             let e = Instance::parse(transport, spec).unwrap_err();
-            assert!(e.0.contains(why), "{spec}: {e}");
-            assert!(e.0.starts_with(&format!("bad service '{spec}': ")), "{e}");
+            assert!(e.to_string().contains(why), "{spec}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("bad service '{spec}': ")),
+                "{e}"
+            );
         }
     }
 
@@ -637,7 +670,10 @@ mod tests {
         ] {
             for spec in [format!("echo@:{p}"), format!("echo@[::1]:{p}")] {
                 let e = Instance::parse(Transport::Tcp, &spec).unwrap_err();
-                assert_eq!(e.0, format!("bad service '{spec}': port: '{p}' {why}"));
+                assert_eq!(
+                    e.to_string(),
+                    format!("bad service '{spec}': port: '{p}' {why}")
+                );
             }
         }
     }
@@ -671,7 +707,7 @@ mod tests {
             ),
         ] {
             let e = Instance::parse(Transport::Tcp, spec).unwrap_err();
-            assert_eq!(e.0, format!("bad service '{spec}': {hint}"));
+            assert_eq!(e.to_string(), format!("bad service '{spec}': {hint}"));
         }
     }
 
@@ -784,7 +820,7 @@ mod tests {
         for (tweak, says) in cases {
             let mut c = Config::default();
             tweak(&mut c);
-            assert_eq!(c.validate(), Err(ConfigError(says)));
+            assert_eq!(c.validate().map_err(|e| e.to_string()), Err(says));
         }
         let at_the_ends = Config {
             max_per_source: 1_000_000,
@@ -856,8 +892,8 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                with(user, group, chroot),
-                Err(ConfigError(says.into())),
+                with(user, group, chroot).map_err(|e| e.to_string()),
+                Err(says.to_string()),
                 "{user:?} {group:?} {chroot:?}"
             );
         }

@@ -345,8 +345,7 @@ impl Server {
     pub fn bind_with(config: Config, activated: Vec<Activated>) -> Result<Server, BindError> {
         config.validate().map_err(BindError::Config)?;
         if config.instances.is_empty() && activated.is_empty() {
-            let none = crate::config::ConfigError("no service to run".into());
-            return Err(BindError::Config(none));
+            return Err(BindError::Config(crate::config::ConfigError::NoService));
         }
         match sockets::raise_fd_limit() {
             Ok(limit) => debug!("open-file limit: {limit}"),
@@ -426,11 +425,7 @@ impl Server {
             sources.push(source);
         }
         if instances.len() > usize::from(u16::MAX) {
-            let many = crate::config::ConfigError(format!(
-                "{} service instances: at most {} can run in one daemon",
-                instances.len(),
-                u16::MAX
-            ));
+            let many = crate::config::ConfigError::TooManyInstances(instances.len());
             return Err(BindError::Config(many));
         }
         let udp_ports = instances

@@ -136,7 +136,8 @@ fn with_journal_stream_naming_stderr_each_line_has_its_priority() {
         |dev, ino| Some(format!("{dev}:{ino}")),
     );
     wait_until("the warning of the notify socket", || {
-        d.text().contains("cannot connect to the service manager's notify socket")
+        d.text()
+            .contains("cannot connect to the service manager's notify socket")
     });
     // SAFETY: kill with the child's pid and a valid signal number.
     assert_eq!(unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) }, 0);
