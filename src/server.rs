@@ -53,7 +53,7 @@ use crate::console::{Console, Typed};
 use crate::deadline::{after, Clock, Kind, Millis, PassTime, Timers};
 use crate::fairness::{HeldTable, RateTable, SourceKey};
 use crate::mmsg::Datagrams;
-use crate::session::{display_peer, Ack, Counters, Session, Settings, Step};
+use crate::session::{display_peer, Ack, Counters, InstanceCounters, Session, Settings, Step};
 use crate::sockets;
 use crate::systemd::{Activated, Notifier};
 use crate::udp::{self, DropLog};
@@ -140,7 +140,9 @@ enum Source {
 pub struct Server {
     poll: Poll,
     config: Config,
-    instances: Vec<Instance>,
+    /// The service instances as bound (real addresses), in configuration order, each with
+    /// its counters; index `i` is the socket `sources[i]`.
+    instances: Vec<InstanceCounters>,
     sources: Vec<Source>,
     udp_ports: Vec<u16>,
     /// The interfaces' broadcast addresses (read when the first datagram arrives).
@@ -176,8 +178,6 @@ pub struct Server {
     starved: bool,
     read_buf: Vec<u8>,
     out: Vec<u8>,
-    /// The counters of each instance, in instance order.
-    counters: Vec<Counters>,
     /// The instance of each slab key's connection (a side table, so a connection costs two
     /// bytes for it, and only while its slot exists).
     instance_of: Vec<u16>,
@@ -436,10 +436,15 @@ impl Server {
         let console = config
             .console
             .then(|| Console::open(poll.registry(), CONSOLE));
-        let counters = vec![Counters::default(); instances.len()];
         Ok(Server {
             poll,
-            instances,
+            instances: instances
+                .into_iter()
+                .map(|instance| InstanceCounters {
+                    instance,
+                    counters: Counters::default(),
+                })
+                .collect(),
             sources,
             udp_ports,
             broadcasts: None,
@@ -465,7 +470,6 @@ impl Server {
             starved: false,
             read_buf: vec![0; READ_BUF],
             out: Vec::with_capacity(READ_BUF + crate::config::MAX_ACK_REPLY + 64),
-            counters,
             instance_of: Vec::new(),
             access: AccessList::new(&config.allow, &config.deny),
             per_source: PerSource {
@@ -481,16 +485,16 @@ impl Server {
     }
 
     /// The instances as bound, in configuration order, with their real addresses.
-    pub fn instances(&self) -> &[Instance] {
-        &self.instances
+    pub fn instances(&self) -> Vec<Instance> {
+        self.instances.iter().map(|i| i.instance).collect()
     }
 
     /// The real address of the first instance on `transport`.
     pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
         self.instances
             .iter()
-            .find(|i| i.transport == transport)
-            .map(|i| i.addr)
+            .find(|i| i.instance.transport == transport)
+            .map(|i| i.instance.addr)
     }
 
     /// A handle that stops `run` from another thread.
@@ -558,8 +562,8 @@ impl Server {
     /// The counters of every instance added up.
     fn total(&self) -> Counters {
         let mut total = Counters::default();
-        for c in &self.counters {
-            total += *c;
+        for i in &self.instances {
+            total += i.counters;
         }
         total
     }
@@ -626,14 +630,14 @@ impl Server {
         };
         let (tally, drained) = udp::serve(
             socket,
-            &self.instances[source],
+            &self.instances[source].instance,
             batch,
             self.config.time_epoch,
             policy,
             &mut self.drops,
             self.clock,
         );
-        let c = &mut self.counters[source];
+        let c = &mut self.instances[source].counters;
         c.answered += tally.answered;
         c.dropped += tally.dropped;
         c.datagrams_denied += tally.denied;
@@ -669,7 +673,7 @@ impl Server {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if out_of_descriptors(&e) => {
-                    let instance = self.instances[source];
+                    let instance = self.instances[source].instance;
                     let reason = sockets::reason(&e);
                     if std::mem::replace(&mut self.starved, true) {
                         debug!("{instance}: still cannot accept: {reason}");
@@ -683,7 +687,7 @@ impl Server {
                 // The connection died in the backlog, or a firewall refused it: skip it.
                 Err(e) => debug!(
                     "{}: accept failed: {}",
-                    self.instances[source],
+                    self.instances[source].instance,
                     sockets::reason(&e)
                 ),
             }
@@ -733,10 +737,10 @@ impl Server {
     }
 
     fn admit(&mut self, stream: mio::net::TcpStream, peer: SocketAddr, source: usize, now: Millis) {
-        let instance = self.instances[source];
+        let instance = self.instances[source].instance;
         let peer = display_peer(peer);
         let admission = self.admission(peer.ip(), now);
-        let counters = &mut self.counters[source];
+        let counters = &mut self.instances[source].counters;
         match admission {
             Admission::Serve => {}
             Admission::Denied => {
@@ -811,7 +815,7 @@ impl Server {
         trace!("conn {key}: registered with the poll, edge-triggered: it reports each change of readiness once");
         if admission == Admission::Serve {
             self.held += 1;
-            self.counters[source].served += 1;
+            self.instances[source].counters.served += 1;
             if self.per_source.held.is_some() {
                 self.per_source
                     .holders
@@ -975,7 +979,8 @@ impl Server {
             // A request deadline or idle limit that passes times the connection out; the
             // connection then leaves it for a linger deadline or closes, so this counts once.
             if conn.deadline.is_some_and(|d| d.kind == Kind::Request) && !conn.is_refusal() {
-                self.counters[usize::from(self.instance_of[key])].timed_out += 1;
+                let instance = usize::from(self.instance_of[key]);
+                self.instances[instance].counters.timed_out += 1;
             }
             self.drive(key, now, |conn, cx| conn.on_deadline(key, cx));
         }
@@ -1198,9 +1203,10 @@ impl Server {
             CONSOLE => "standard input (the console)".to_string(),
             Token(t) if t < self.first_conn() => {
                 let i = t - FIRST_SOURCE;
-                match self.instances[i].transport {
-                    Transport::Tcp => format!("listener {}", self.instances[i]),
-                    Transport::Udp => format!("udp socket {}", self.instances[i]),
+                let instance = self.instances[i].instance;
+                match instance.transport {
+                    Transport::Tcp => format!("listener {instance}"),
+                    Transport::Udp => format!("udp socket {instance}"),
                 }
             }
             Token(t) => format!("conn {}", t - self.first_conn()),
