@@ -22,6 +22,7 @@ fn count_session(c: &mut Criterion) {
         idle_timeout: Duration::from_secs(30),
         ack_reply: b"",
         console: false,
+        stats: Default::default(),
     };
     let now = SystemTime::now();
     let mut out = Vec::with_capacity(128);

@@ -20,7 +20,7 @@ One thread, one poll loop: the classic socket services over TCP and UDP.
 With no service given: --tcp count@:51423 --udp echo@:51423
 
 Services (any number; SERVICE@[HOST]:PORT, empty HOST = 0.0.0.0, [::] = all IPv6):
-      --tcp SPEC              count, ack, echo or time on TCP
+      --tcp SPEC              count, ack, echo, time or stats on TCP
       --udp SPEC              echo or time on UDP
 Limits:
       --max-line BYTES        longest count line, LF excluded;
@@ -251,7 +251,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
 /// gives it: not empty, no `:`).
 fn activated(s: &str) -> Result<(String, Service), String> {
     let expected =
-        || format!("--activated: expected NAME=SERVICE (count, ack, echo, time), got '{s}'");
+        || format!("--activated: expected NAME=SERVICE (count, ack, echo, time, stats), got '{s}'");
     let (name, service) = s.split_once('=').ok_or_else(expected)?;
     if name.is_empty() {
         return Err(format!("--activated: the NAME of '{s}' is empty"));
@@ -315,11 +315,11 @@ mod tests {
         for (value, says) in [
             (
                 "web",
-                "--activated: expected NAME=SERVICE (count, ack, echo, time), got 'web'",
+                "--activated: expected NAME=SERVICE (count, ack, echo, time, stats), got 'web'",
             ),
             (
                 "web=",
-                "--activated: expected NAME=SERVICE (count, ack, echo, time), got 'web='",
+                "--activated: expected NAME=SERVICE (count, ack, echo, time, stats), got 'web='",
             ),
             ("web=dns", "got 'web=dns'"),
             ("=count", "--activated: the NAME of '=count' is empty"),

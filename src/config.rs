@@ -29,7 +29,7 @@ impl fmt::Display for Transport {
     }
 }
 
-/// The services of SPEC.md.
+/// The services (docs/protocol.md describes each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
     /// The line-count service (TCP only).
@@ -40,21 +40,24 @@ pub enum Service {
     Echo,
     /// RFC 868 time, 4 bytes (TCP and UDP).
     Time,
+    /// The counters in the Prometheus text format, over HTTP (TCP only).
+    Stats,
 }
 
 impl Service {
-    /// The service called `name` (`count`, `ack`, `echo`, `time`).
+    /// The service called `name` (`count`, `ack`, `echo`, `time`, `stats`).
     pub fn parse(name: &str) -> Option<Service> {
         match name {
             "count" => Some(Service::Count),
             "ack" => Some(Service::Ack),
             "echo" => Some(Service::Echo),
             "time" => Some(Service::Time),
+            "stats" => Some(Service::Stats),
             _ => None,
         }
     }
 
-    /// Whether the service exists on `transport` (`count` and `ack` are TCP only).
+    /// Whether the service exists on `transport` (`count`, `ack` and `stats` are TCP only).
     pub fn runs_on(self, transport: Transport) -> bool {
         transport == Transport::Tcp || matches!(self, Service::Echo | Service::Time)
     }
@@ -67,6 +70,7 @@ impl fmt::Display for Service {
             Service::Ack => "ack",
             Service::Echo => "echo",
             Service::Time => "time",
+            Service::Stats => "stats",
         })
     }
 }
@@ -91,8 +95,8 @@ impl Instance {
         let (name, addr) = spec
             .split_once('@')
             .ok_or_else(|| bad("expected SERVICE@[HOST]:PORT"))?;
-        let service =
-            Service::parse(name).ok_or_else(|| bad("unknown service (count, ack, echo, time)"))?;
+        let service = Service::parse(name)
+            .ok_or_else(|| bad("unknown service (count, ack, echo, time, stats)"))?;
         if !service.runs_on(transport) {
             return Err(bad(&format!("{service} runs on tcp only")));
         }

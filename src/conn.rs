@@ -762,6 +762,7 @@ mod tests {
                     idle_timeout: Duration::from_secs(30),
                     ack_reply: b"",
                     console: false,
+                    stats: Default::default(),
                 },
                 max_output: 4096,
                 idle_timeout: Duration::from_secs(30),

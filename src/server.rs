@@ -53,7 +53,9 @@ use crate::console::{Console, Typed};
 use crate::deadline::{after, Clock, Kind, Millis, PassTime, Timers};
 use crate::fairness::{HeldTable, RateTable, SourceKey};
 use crate::mmsg::Datagrams;
-use crate::session::{display_peer, Ack, Counters, InstanceCounters, Session, Settings, Step};
+use crate::session::{
+    display_peer, Ack, Counters, InstanceCounters, Session, Settings, Snapshot, Step,
+};
 use crate::sockets;
 use crate::systemd::{Activated, Notifier};
 use crate::udp::{self, DropLog};
@@ -176,6 +178,10 @@ pub struct Server {
     /// Whether the lack of descriptors was reported and no accept has succeeded since (so a
     /// long shortage is one warning, not one a second).
     starved: bool,
+    /// How often accepting paused for lack of descriptors (for `stats`).
+    accept_pauses: u64,
+    /// When the daemon started (for `stats`).
+    start_time: SystemTime,
     read_buf: Vec<u8>,
     out: Vec<u8>,
     /// The instance of each slab key's connection (a side table, so a connection costs two
@@ -468,6 +474,8 @@ impl Server {
             lifecycle: Lifecycle::Serving,
             loop_timers: LoopTimers::default(),
             starved: false,
+            accept_pauses: 0,
+            start_time: SystemTime::now(),
             read_buf: vec![0; READ_BUF],
             out: Vec::with_capacity(READ_BUF + crate::config::MAX_ACK_REPLY + 64),
             instance_of: Vec::new(),
@@ -682,6 +690,7 @@ impl Server {
                     }
                     self.loop_timers
                         .arm(LoopTimer::AcceptRetry, after(now, ACCEPT_RETRY));
+                    self.accept_pauses += 1;
                     return;
                 }
                 // The connection died in the backlog, or a firewall refused it: skip it.
@@ -791,6 +800,7 @@ impl Server {
         let mut cx = cx(
             &self.config,
             self.console.as_ref(),
+            Snapshot::default(),
             &mut self.read_buf,
             &mut self.out,
             now,
@@ -858,12 +868,20 @@ impl Server {
     /// Runs `step` on the connection at `key` with the loop's buffers lent to it, then acts
     /// on what it left the connection as.
     fn drive(&mut self, key: usize, now: Millis, step: impl FnOnce(&mut Conn, &mut Cx) -> Status) {
+        let open = self.conns.len() - self.closed.len();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
+        };
+        let stats = Snapshot {
+            instances: &self.instances,
+            open: open as u64,
+            accept_pauses: self.accept_pauses,
+            start_time: self.start_time,
         };
         let mut cx = cx(
             &self.config,
             self.console.as_ref(),
+            stats,
             &mut self.read_buf,
             &mut self.out,
             now,
@@ -1114,6 +1132,7 @@ impl Server {
         let mut cx = cx(
             &self.config,
             self.console.as_ref(),
+            Snapshot::default(),
             &mut self.read_buf,
             &mut self.out,
             now,
@@ -1238,6 +1257,7 @@ fn readiness(event: &mio::event::Event) -> String {
 fn cx<'a>(
     config: &'a Config,
     console: Option<&Console>,
+    stats: Snapshot<'a>,
     read_buf: &'a mut [u8],
     out: &'a mut Vec<u8>,
     now: Millis,
@@ -1250,6 +1270,7 @@ fn cx<'a>(
             idle_timeout: config.idle_timeout,
             ack_reply: &config.ack_reply,
             console: console.is_some_and(Console::is_open),
+            stats,
         },
         max_output: config.max_output,
         idle_timeout: config.idle_timeout,

@@ -3,6 +3,8 @@
 //! test scratch directory and kept there for the next run. Without Python's `venv` or the
 //! package index the test is skipped with a message, except under `CI=true`, where it fails.
 
+mod common;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -271,4 +273,54 @@ fn a_prometheus_parser_reads_the_stats_body() {
             assert_eq!(sample[2].as_f64(), Some(*value), "{family}");
         }
     }
+}
+
+/// A live daemon scraped with curl, and its body read by the real parser: counters that match
+/// a known run, health checks and served connections apart.
+#[test]
+fn a_live_daemons_stats_scraped_with_curl_parse() {
+    let python = match python_with_prometheus_client() {
+        Ok(python) => python,
+        Err(why) => {
+            assert!(std::env::var_os("CI").is_none(), "{why}");
+            eprintln!("skipped: no Python with prometheus_client ({why})");
+            return;
+        }
+    };
+    let d = common::start(&["tcp:stats@127.0.0.1:0", "tcp:count@127.0.0.1:0"]);
+    for line in [&b"one\n"[..], b"two\n"] {
+        assert!(common::count_reply(d.addr(1), line).ends_with("characters.\n"));
+    }
+    let body = run(
+        Command::new("curl")
+            .args(["--silent", "--show-error", "--fail", "--max-time", "10"])
+            .arg(format!("http://{}/metrics", d.addr(0))),
+        b"",
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|why| panic!("curl: {why}"));
+    let parsed = run(
+        Command::new(&python).args(["-c", PARSE]),
+        &body,
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|why| panic!("the parser rejected the body: {why}"));
+    let families: Vec<Value> = serde_json::from_slice(&parsed).unwrap();
+    let value = |family: &str, service: &str| {
+        families
+            .iter()
+            .find(|f| f["name"] == family)
+            .and_then(|f| f["samples"].as_array())
+            .and_then(|samples| samples.iter().find(|s| s[1]["service"] == service))
+            .and_then(|s| s[2].as_f64())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{family} for {service}: {}",
+                    String::from_utf8_lossy(&parsed)
+                )
+            })
+    };
+    assert_eq!(value("oneloop_connections_served", "count"), 2.0);
+    assert_eq!(value("oneloop_health_checks", "count"), 0.0);
+    assert_eq!(value("oneloop_connections_served", "stats"), 1.0);
 }

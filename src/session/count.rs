@@ -305,6 +305,7 @@ mod tests {
             idle_timeout: Duration::from_secs(30),
             ack_reply: b"",
             console: false,
+            stats: Default::default(),
         }
     }
 

@@ -35,6 +35,8 @@ pub struct Settings<'a> {
     pub ack_reply: &'a [u8],
     /// Whether the operator console is open: `ack` then waits for the operator's line.
     pub console: bool,
+    /// What `stats` reports, as it stands now.
+    pub stats: Snapshot<'a>,
 }
 
 /// What one input did to the request, and so what the connection does next.
@@ -64,6 +66,8 @@ pub enum Session {
     Echo(Echo),
     /// `time`: the four bytes were said at open.
     Time,
+    /// `stats`: an HTTP request for the counters.
+    Stats(Stats),
     /// A connection turned away (over `--max-connections`, or over a per-source limit): its
     /// one-line message was said at open.
     Refusal,
@@ -83,6 +87,7 @@ impl Session {
             Service::Count => (Session::Count(Count::open(peer, out)), Step::NeedMore),
             Service::Ack => (Session::Ack(Ack::default()), Step::NeedMore),
             Service::Echo => (Session::Echo(Echo), Step::NeedMore),
+            Service::Stats => (Session::Stats(Stats::default()), Step::NeedMore),
             Service::Time => {
                 out.extend_from_slice(&time_value(now, epoch).to_be_bytes());
                 (Session::Time, Step::Answered)
@@ -130,6 +135,7 @@ impl Session {
             Session::Count(s) => s.on_data(data, settings, out),
             Session::Ack(s) => s.on_data(data, settings.ack_reply, settings.console, out),
             Session::Echo(s) => s.on_data(data, out),
+            Session::Stats(s) => s.on_data(data, &settings.stats, out),
             Session::Time | Session::Refusal => Step::Answered,
         }
     }
@@ -157,6 +163,7 @@ impl Session {
             Session::Count(s) => s.on_eof(out),
             Session::Ack(s) => s.on_eof(),
             Session::Echo(s) => s.on_eof(),
+            Session::Stats(s) => s.on_eof(out),
             Session::Time | Session::Refusal => Step::Answered,
         }
     }
@@ -167,6 +174,8 @@ impl Session {
             Session::Count(s) => s.on_deadline(settings, out),
             Session::Ack(s) => s.on_timeout(),
             Session::Echo(s) => s.on_timeout(),
+            // A request that did not come in time gets no answer.
+            Session::Stats(_) => Step::Quit,
             Session::Time | Session::Refusal => Step::Answered,
         }
     }
@@ -177,6 +186,8 @@ impl Session {
             Session::Count(s) => s.on_shutdown(out),
             Session::Ack(s) => s.on_timeout(),
             Session::Echo(s) => s.on_timeout(),
+            // A request that did not come in time gets no answer.
+            Session::Stats(_) => Step::Quit,
             Session::Time | Session::Refusal => Step::Answered,
         }
     }

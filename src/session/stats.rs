@@ -88,7 +88,7 @@ pub struct InstanceCounters {
 }
 
 /// Everything `stats` reports, as it stands when a request is complete.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Snapshot<'a> {
     pub instances: &'a [InstanceCounters],
     /// TCP connections held now.
@@ -170,6 +170,18 @@ const PER_INSTANCE: [Metric; 10] = [
         value: |c| c.datagrams_limited,
     },
 ];
+
+impl Default for Snapshot<'_> {
+    /// A daemon with no instance and no history.
+    fn default() -> Self {
+        Snapshot {
+            instances: &[],
+            open: 0,
+            accept_pauses: 0,
+            start_time: SystemTime::UNIX_EPOCH,
+        }
+    }
+}
 
 /// Writes the whole `200 OK` response for `snapshot`.
 pub fn stats_response(snapshot: &Snapshot, out: &mut Vec<u8>) {
