@@ -51,6 +51,13 @@ Who may connect (CIDR: 192.168.0.0/16, ::1/128, or a plain address):
                               N; 0 to 1000000, 0: no limit             [0]
   An IPv6 source counts as its /64, an IPv4-mapped one as IPv4. A denied
   connection is closed without a word; a denied datagram is dropped.
+Behind a load balancer (PROXY protocol, versions 1 and 2):
+      --proxy-from CIDR       connections from these begin with a
+                              PROXY header naming the client; others
+                              are direct clients; repeatable           [none]
+      --proxy-protocol        every connection begins with a header
+                              (a listener only the proxy can reach)
+  A bad header, or none within 5 s, closes the connection without a word.
 Privileges (dropped once every socket is bound):
       --user NAME             serve as this user (as root; without
                               root only the current user)              [none]
@@ -223,6 +230,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "--ipv6-only" => config.sockets.ipv6_only = true,
             "--allow" => config.allow.push(cidr(&flag, &value()?)?),
             "--deny" => config.deny.push(cidr(&flag, &value()?)?),
+            "--proxy-from" => config.proxy_from.push(cidr(&flag, &value()?)?),
+            "--proxy-protocol" => config.proxy_protocol = true,
             "--max-per-source" => {
                 config.max_per_source = ranges::MAX_PER_SOURCE.parse(&flag, &value()?)?
             }

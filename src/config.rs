@@ -343,6 +343,12 @@ pub struct Config {
     pub activated: Vec<(String, Service)>,
     /// Standard input is the operator's console for `ack` (`--console`).
     pub console: bool,
+    /// The load balancers whose TCP connections begin with a PROXY protocol header
+    /// (`--proxy-from`); a connection from any other address is a direct client.
+    pub proxy_from: Vec<Cidr>,
+    /// Every TCP connection begins with a PROXY header (`--proxy-protocol`: a listener only
+    /// the proxy can reach).
+    pub proxy_protocol: bool,
     /// The sources served (`--allow`): when any is given, only these. Empty: every source.
     pub allow: Vec<Cidr>,
     /// The sources never served (`--deny`); deny wins over allow.
@@ -484,6 +490,8 @@ impl Default for Config {
             handle_signals: true,
             activated: Vec::new(),
             console: false,
+            proxy_from: Vec::new(),
+            proxy_protocol: false,
             allow: Vec::new(),
             deny: Vec::new(),
             max_per_source: 0,

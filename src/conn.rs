@@ -41,6 +41,7 @@ use socket2::SockRef;
 
 use crate::deadline::{after, Deadline, Kind, Millis};
 use crate::logbytes::Escaped;
+use crate::proxy::{self, Header};
 use crate::session::{Session, Settings, Step};
 
 /// The socket operations a connection makes.
@@ -52,6 +53,8 @@ pub(crate) trait Io {
     fn write(&mut self, buf: &[u8], more: bool) -> io::Result<usize>;
     /// Shuts down the write side: the client reads EOF after what was sent.
     fn shutdown_write(&mut self) -> io::Result<()>;
+    /// Copies what is queued into `buf` without taking it (MSG_PEEK).
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize>;
 }
 
 impl Io for TcpStream {
@@ -70,6 +73,10 @@ impl Io for TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
+
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        TcpStream::peek(self, buf)
+    }
 }
 
 /// What the client's half of the connection has said.
@@ -86,6 +93,9 @@ pub(crate) enum Input {
 /// Where a connection is in its life (the diagram at the top of this file).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum State {
+    /// A PROXY protocol header must come first (the connection is from a listed proxy):
+    /// nothing is said until it has been read, and none of what follows it is read with it.
+    Header,
     /// The session is running: what the client sends goes to it, its answers go out.
     Serving,
     /// The answer goes on with the operator's line (`ack` under `--console`): nothing is read
@@ -108,6 +118,7 @@ pub(crate) enum State {
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            State::Header => "waiting for the PROXY header",
             State::Serving => "serving",
             State::Waiting => "waiting for the operator",
             State::Answered => "answered",
@@ -198,9 +209,14 @@ pub(crate) enum Status {
     Yielded,
     /// It waits for the operator's line, as the console's connection number this.
     Awaits(u64),
+    /// Its PROXY header has been read (and nothing after it): it names the client.
+    Proxied(Header),
     /// Done: the connection should be closed, for this reason.
     Closed(&'static str),
 }
+
+/// How long a connection from a listed proxy may take to send its PROXY header.
+const HEADER_WAIT: Duration = Duration::from_secs(5);
 
 /// How many reads or writes one pump may do before yielding, so a fast client cannot starve
 /// the others. (This is one of the places that stop before `WouldBlock`: see `server.rs`.)
@@ -257,15 +273,56 @@ impl<S: Io> Conn<S> {
             interest: Interest::READABLE,
         };
         conn.set_deadline(Kind::Request, after(cx.now, cx.idle_timeout));
-        match opened {
-            Step::NeedMore => {}
-            Step::Refused(why) => conn.set_state(key, State::Answered, why),
-            Step::Answered | Step::Quit | Step::AskOperator => {
-                conn.set_state(key, State::Answered, "everything is said at once")
-            }
-        }
+        conn.take_opening(key, opened);
         conn.send(key, cx.out, &mut false)?;
         Ok(conn)
+    }
+
+    /// A connection from a listed proxy: its PROXY header comes first, within 5 s.
+    pub(crate) fn awaiting_header(key: usize, io: S, cx: &mut Cx) -> Self {
+        let mut conn = Conn {
+            io,
+            session: Session::Unopened,
+            deadline: None,
+            unsent: Vec::new(),
+            state: State::Serving,
+            input: Input::Open,
+            interest: Interest::READABLE,
+        };
+        conn.set_state(key, State::Header, "the connection is from a listed proxy");
+        conn.set_deadline(Kind::Header, after(cx.now, HEADER_WAIT));
+        conn
+    }
+
+    /// The PROXY header was read: `session` begins (its first words are in `cx.out`), with
+    /// its request deadline counted from now.
+    pub(crate) fn begin(
+        &mut self,
+        key: usize,
+        session: Session,
+        opened: Step,
+        cx: &mut Cx,
+    ) -> Status {
+        self.session = session;
+        self.set_state(
+            key,
+            State::Serving,
+            "the PROXY header is read: the session begins",
+        );
+        self.set_deadline(Kind::Request, after(cx.now, cx.idle_timeout));
+        self.take_opening(key, opened);
+        self.pump(key, cx)
+    }
+
+    /// What the session's first words were: the whole answer (`time`, a refusal), or not.
+    fn take_opening(&mut self, key: usize, opened: Step) {
+        match opened {
+            Step::NeedMore => {}
+            Step::Refused(why) => self.set_state(key, State::Answered, why),
+            Step::Answered | Step::Quit | Step::AskOperator => {
+                self.set_state(key, State::Answered, "everything is said at once")
+            }
+        }
     }
 
     pub(crate) fn state(&self) -> State {
@@ -307,6 +364,7 @@ impl<S: Io> Conn<S> {
     /// connection leaves `Serving` for good (so it times out once), any other one closes.
     pub(crate) fn on_deadline(&mut self, key: usize, cx: &mut Cx) -> Status {
         match self.state {
+            State::Header => Status::Closed("no PROXY header within 5 s"),
             State::Serving => match self.session.on_deadline(&cx.settings, cx.out) {
                 Step::Quit => {
                     self.drop_output(cx);
@@ -363,7 +421,45 @@ impl<S: Io> Conn<S> {
         self.pump(key, cx)
     }
 
+    /// Reads the PROXY header, and not a byte past it: what is queued is peeked at, and only
+    /// the header's bytes are then read.
+    fn read_header(&mut self, key: usize, cx: &mut Cx) -> io::Result<Status> {
+        let buf = &mut cx.read_buf[..proxy::MAX_HEADER];
+        let n = loop {
+            match self.io.peek(buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Status::Open),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        trace!("conn {key}: peek {n} bytes {}", Escaped(&buf[..n]));
+        match proxy::scan(&buf[..n]) {
+            proxy::Scan::Header { header, len } => {
+                let mut taken = 0;
+                while taken < len {
+                    match self.io.read(&mut buf[taken..len]) {
+                        Ok(0) => return Ok(Status::Closed("EOF inside the PROXY header")),
+                        Ok(got) => taken += got,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                trace!("conn {key}: read the {len}-byte PROXY header: {header:?}");
+                Ok(Status::Proxied(header))
+            }
+            proxy::Scan::Invalid(why) => Ok(Status::Closed(why)),
+            proxy::Scan::NeedMore if n == 0 || self.input != Input::Open => {
+                Ok(Status::Closed("EOF before the PROXY header was complete"))
+            }
+            proxy::Scan::NeedMore => Ok(Status::Open),
+        }
+    }
+
     fn pump_turn(&mut self, key: usize, cx: &mut Cx, moved: &mut bool) -> io::Result<Status> {
+        if self.state == State::Header {
+            return self.read_header(key, cx);
+        }
         for _ in 0..TURN {
             // What the session said last (if anything) goes out before anything is read.
             if !self.send(key, cx.out, moved)? || self.state == State::Waiting {
@@ -713,8 +809,12 @@ mod tests {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             match next(&mut self.reads) {
                 Act::Read(bytes) => {
-                    buf[..bytes.len()].copy_from_slice(bytes);
-                    Ok(bytes.len())
+                    let n = bytes.len().min(buf.len());
+                    buf[..n].copy_from_slice(&bytes[..n]);
+                    if n < bytes.len() {
+                        self.reads.push_front(Act::Read(&bytes[n..]));
+                    }
+                    Ok(n)
                 }
                 Act::Fail(kind) => Err(kind.into()),
                 Act::Take(_) | Act::All | Act::Block => Err(io::ErrorKind::WouldBlock.into()),
@@ -735,6 +835,18 @@ mod tests {
         fn shutdown_write(&mut self) -> io::Result<()> {
             self.shut = true;
             Ok(())
+        }
+
+        fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.reads.front() {
+                Some(Act::Read(bytes)) => {
+                    let n = bytes.len().min(buf.len());
+                    buf[..n].copy_from_slice(&bytes[..n]);
+                    Ok(n)
+                }
+                Some(Act::Fail(kind)) => Err((*kind).into()),
+                _ => Err(io::ErrorKind::WouldBlock.into()),
+            }
         }
     }
 
@@ -863,6 +975,64 @@ mod tests {
         );
         l.now = 32_000;
         assert!(matches!(c.on_deadline(0, &mut l.cx()), Status::Closed(_)));
+    }
+
+    #[test]
+    fn a_proxy_header_is_read_and_not_a_byte_past_it() {
+        let mut l = Loop::new();
+        let script = Script {
+            reads: VecDeque::from([Act::Read(
+                b"PROXY TCP4 10.1.2.3 10.0.0.1 4000 51423\r\nhi\n",
+            )]),
+            writes: writes_all(),
+            ..Script::default()
+        };
+        let mut c = Conn::awaiting_header(0, script, &mut l.cx());
+        assert_eq!(c.state(), State::Header);
+        let Status::Proxied(header) = c.pump(0, &mut l.cx()) else {
+            panic!("no header")
+        };
+        let source = "10.1.2.3:4000".parse().unwrap();
+        assert_eq!(
+            header,
+            Header::Proxied {
+                source,
+                destination: "10.0.0.1:51423".parse().unwrap()
+            }
+        );
+        // What follows the header is the client's, still queued for the session.
+        let (session, step) = Session::open(
+            Service::Count,
+            source,
+            SystemTime::now(),
+            Epoch::Unix,
+            &mut l.out,
+        );
+        c.begin(0, session, step, &mut l.cx());
+        assert_eq!(
+            c.io.written,
+            [
+                &b"Welcome, 10.1.2.3:4000\nPlease enter a string: "[..],
+                b"You entered 2 characters.\n"
+            ]
+            .concat()
+        );
+    }
+
+    #[test]
+    fn a_bad_or_missing_proxy_header_closes_without_a_word() {
+        let mut l = Loop::new();
+        let script = Script {
+            reads: VecDeque::from([Act::Read(b"GET / HTTP/1.0\r\n\r\n")]),
+            ..Script::default()
+        };
+        let mut c = Conn::awaiting_header(0, script, &mut l.cx());
+        assert!(matches!(c.pump(0, &mut l.cx()), Status::Closed(_)));
+        let mut c = Conn::awaiting_header(0, Script::default(), &mut l.cx());
+        assert_eq!(c.pump(0, &mut l.cx()), Status::Open);
+        l.now = 5_000;
+        assert!(matches!(c.on_deadline(0, &mut l.cx()), Status::Closed(_)));
+        assert!(c.io.written.is_empty());
     }
 
     #[test]

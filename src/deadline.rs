@@ -69,9 +69,11 @@ pub(crate) enum Kind {
     Request,
     /// The lingering close, and the last words after a deadline (`--linger`).
     Linger,
+    /// The wait for a PROXY protocol header (5 s).
+    Header,
 }
 
-const KINDS: usize = 2;
+const KINDS: usize = 3;
 
 /// A connection's deadline: what kind, and when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

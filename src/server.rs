@@ -46,13 +46,14 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::access::AccessList;
+use crate::access::{AccessList, CidrSet};
 use crate::config::{Config, Instance, Service, Transport};
 use crate::conn::{Conn, Cx, State, Status};
 use crate::console::{Console, Typed};
 use crate::deadline::{after, Clock, Kind, Millis, PassTime, Timers};
 use crate::fairness::{HeldTable, RateTable, SourceKey};
 use crate::mmsg::Datagrams;
+use crate::proxy::Header;
 use crate::session::{
     display_peer, Ack, Counters, InstanceCounters, Session, Settings, Snapshot, Step,
 };
@@ -189,6 +190,10 @@ pub struct Server {
     instance_of: Vec<u16>,
     /// Who may connect (`--allow`, `--deny`); `None`: everyone.
     access: Option<AccessList>,
+    /// The proxies whose connections begin with a PROXY header (`--proxy-from`).
+    proxies: Option<CidrSet>,
+    /// The proxy's address of each connection still waiting for its header, by slab key.
+    proxied: HashMap<usize, SocketAddr>,
     /// The per-source limits of TCP connections.
     per_source: PerSource,
     /// Replies a second per UDP source (`--udp-rate`).
@@ -480,6 +485,8 @@ impl Server {
             out: Vec::with_capacity(READ_BUF + crate::config::MAX_ACK_REPLY + 64),
             instance_of: Vec::new(),
             access: AccessList::new(&config.allow, &config.deny),
+            proxies: (!config.proxy_from.is_empty()).then(|| CidrSet::new(&config.proxy_from)),
+            proxied: HashMap::new(),
             per_source: PerSource {
                 held: HeldTable::new(config.max_per_source),
                 holders: HashMap::new(),
@@ -720,66 +727,174 @@ impl Server {
         }
     }
 
-    /// What a new connection from `ip` gets: served, or turned away (denied, over a
-    /// per-source limit, or busy). A connection to be served holds its place in the
-    /// per-source table from here on.
-    fn admission(&mut self, ip: IpAddr, now: Millis) -> Admission {
+    /// What a connection from `ip` gets: served, or turned away (denied, over a per-source
+    /// limit, or `busy`). `exempt` spares it the per-source limits (a listed proxy's own
+    /// connection, a health check). One to be served holds its place in the per-source table
+    /// from here on.
+    fn admission(&mut self, ip: IpAddr, now: Millis, exempt: bool, busy: bool) -> Admission {
         if self.access.as_ref().is_some_and(|a| !a.permits(ip)) {
             return Admission::Denied;
         }
         let key = SourceKey::of(ip);
-        if let Some(rates) = &mut self.per_source.rates {
+        if let (Some(rates), false) = (&mut self.per_source.rates, exempt) {
             if !rates.admit(key, now) {
                 return Admission::Limited(None);
             }
         }
-        if self.held >= self.config.max_connections {
+        if busy {
             return Admission::Busy;
         }
-        match &mut self.per_source.held {
-            Some(held) => match held.try_hold(key) {
+        match (&mut self.per_source.held, exempt) {
+            (Some(held), false) => match held.try_hold(key) {
                 true => Admission::Serve,
                 false => Admission::Limited(Some(held.limit())),
             },
-            None => Admission::Serve,
+            _ => Admission::Serve,
         }
+    }
+
+    /// Whether a connection from `ip` must begin with a PROXY header (`--proxy-from`,
+    /// `--proxy-protocol`).
+    fn expects_header(&self, ip: IpAddr) -> bool {
+        self.config.proxy_protocol || self.proxies.as_ref().is_some_and(|p| p.contains(ip))
     }
 
     fn admit(&mut self, stream: mio::net::TcpStream, peer: SocketAddr, source: usize, now: Millis) {
         let instance = self.instances[source].instance;
         let peer = display_peer(peer);
-        let admission = self.admission(peer.ip(), now);
-        let counters = &mut self.instances[source].counters;
-        match admission {
-            Admission::Serve => {}
-            Admission::Denied => {
-                // A denied host learns nothing: the close is all it gets.
-                counters.denied += 1;
-                debug!("{peer}: denied on {instance}: closed with no message");
-                return;
-            }
-            Admission::Limited(_) => counters.limited += 1,
-            Admission::Busy => counters.refused += 1,
-        }
-        if admission != Admission::Serve && self.refusing >= self.config.max_refusals {
-            // Lingering refusals hold descriptors too: past their cap, a refusal is a close.
-            debug!(
-                "{peer}: turned away silently ({admission:?}): {} connections held and {} refusals lingering",
-                self.held, self.refusing
-            );
+        let proxy = self.expects_header(peer.ip());
+        let busy = self.held >= self.config.max_connections;
+        // A listed proxy is judged by `--allow`/`--deny` now, and its client when the header
+        // names it; the per-source limits are the client's, not the proxy's.
+        let admission = self.admission(peer.ip(), now, proxy, busy);
+        if !self.count_admission(source, peer, admission) {
             return;
         }
         if self.conns.len() == self.conns.capacity() {
             // The slab grows: a later fall in connections may give memory back again.
             self.shrink_below = usize::MAX;
         }
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
+        // The key the connection will have: nothing else enters the slab until it does.
+        let key = self.conns.vacant_key();
         trace!(
             "accept -> conn {key} from {peer} (fd {}) on {instance}",
             std::os::fd::AsRawFd::as_raw_fd(&stream)
         );
-        let (session, opened) = match admission {
+        let (session, opened) = if proxy && admission == Admission::Serve {
+            (Session::Unopened, Step::NeedMore)
+        } else {
+            self.open_session(key, instance, peer, admission)
+        };
+        let mut cx = cx(
+            &self.config,
+            self.console.as_ref(),
+            Snapshot::default(),
+            &mut self.read_buf,
+            &mut self.out,
+            now,
+        );
+        let opened = match session {
+            Session::Unopened => Ok(Conn::awaiting_header(key, stream, &mut cx)),
+            session => Conn::open(key, stream, session, opened, &mut cx),
+        }
+        .and_then(|mut conn| {
+            let token = Token(FIRST_SOURCE + self.instances.len() + key);
+            conn.register(self.poll.registry(), token)?;
+            Ok(conn)
+        });
+        let conn = match opened {
+            Ok(conn) => conn,
+            Err(e) => {
+                debug!("{peer}: gone at once: {}", sockets::reason(&e));
+                if admission == Admission::Serve && !proxy {
+                    if let Some(held) = &mut self.per_source.held {
+                        held.release(SourceKey::of(peer.ip()));
+                    }
+                }
+                return;
+            }
+        };
+        trace!("conn {key}: registered with the poll, edge-triggered: it reports each change of readiness once");
+        if admission == Admission::Serve {
+            self.held += 1;
+            if proxy {
+                self.proxied.insert(key, peer);
+                debug!("conn {key}: from the proxy {peer} on {instance}: its PROXY header first");
+            } else {
+                self.serve(source, key, peer);
+                debug!("conn {key}: accepted from {peer} on {instance}");
+            }
+        } else {
+            self.refusing += 1;
+            debug!(
+                "conn {key}: turned away {peer} ({admission:?}): {} connections held",
+                self.held
+            );
+        }
+        if key >= self.instance_of.len() {
+            self.instance_of.resize(key + 1, 0);
+        }
+        // Instances are numbered by u16: `Server::bind` refuses more.
+        self.instance_of[key] = source as u16;
+        let answered = conn.state() == State::Answered;
+        let inserted = self.conns.insert(conn);
+        debug_assert_eq!(inserted, key);
+        if answered {
+            // Everything was said at open (`time`, or a refusal): go on to the graceful close.
+            self.pump(key, now);
+        } else {
+            // The poll reports input that is already there when the socket is added.
+            self.after_pump(key, Status::Open, now);
+        }
+    }
+
+    /// Counts what `admission` did to a connection from `peer` on instance `source`; returns
+    /// whether it goes on (a denied one, and a refusal past `--max-refusals`, end here).
+    fn count_admission(&mut self, source: usize, peer: SocketAddr, admission: Admission) -> bool {
+        let instance = self.instances[source].instance;
+        let counters = &mut self.instances[source].counters;
+        match admission {
+            Admission::Serve => return true,
+            Admission::Denied => {
+                // A denied host learns nothing: the close is all it gets.
+                counters.denied += 1;
+                debug!("{peer}: denied on {instance}: closed with no message");
+                return false;
+            }
+            Admission::Limited(_) => counters.limited += 1,
+            Admission::Busy => counters.refused += 1,
+        }
+        if self.refusing >= self.config.max_refusals {
+            // Lingering refusals hold descriptors too: past their cap, a refusal is a close.
+            debug!(
+                "{peer}: turned away silently ({admission:?}): {} connections held and {} refusals lingering",
+                self.held, self.refusing
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Counts connection `key` from `peer` as served, holding its place for its source.
+    fn serve(&mut self, source: usize, key: usize, peer: SocketAddr) {
+        self.instances[source].counters.served += 1;
+        if self.per_source.held.is_some() {
+            self.per_source
+                .holders
+                .insert(key, SourceKey::of(peer.ip()));
+        }
+    }
+
+    /// The session for a connection of `instance` from `peer`, after `admission`, with its
+    /// first words in `self.out`.
+    fn open_session(
+        &mut self,
+        key: usize,
+        instance: Instance,
+        peer: SocketAddr,
+        admission: Admission,
+    ) -> (Session, Step) {
+        match admission {
             Admission::Busy => Session::busy(self.config.max_connections, &mut self.out),
             Admission::Limited(held) => Session::limited(held, &mut self.out),
             Admission::Serve | Admission::Denied => match &mut self.console {
@@ -796,63 +911,44 @@ impl Server {
                     &mut self.out,
                 ),
             },
+        }
+    }
+
+    /// Connection `key` read its PROXY header: the client it names (or, for a health check,
+    /// the proxy itself) is judged and served as if it had connected directly.
+    fn on_header(&mut self, key: usize, header: Header, now: Millis) {
+        let Some(proxy) = self.proxied.remove(&key) else {
+            return self.close(key, "a PROXY header from no known proxy");
         };
-        let mut cx = cx(
-            &self.config,
-            self.console.as_ref(),
-            Snapshot::default(),
-            &mut self.read_buf,
-            &mut self.out,
-            now,
+        let source = usize::from(self.instance_of[key]);
+        let instance = self.instances[source].instance;
+        let (peer, health_check) = match header {
+            Header::Proxied { source, .. } => (display_peer(source), false),
+            Header::Local => (proxy, true),
+        };
+        debug!(
+            "conn {key}: the PROXY header from {proxy} {}",
+            if health_check {
+                "is a health check".to_string()
+            } else {
+                format!("names {peer}")
+            }
         );
-        let opened = Conn::open(key, stream, session, opened, &mut cx).and_then(|mut conn| {
-            let token = Token(FIRST_SOURCE + self.instances.len() + key);
-            conn.register(self.poll.registry(), token)?;
-            Ok(conn)
-        });
-        let conn = match opened {
-            Ok(conn) => conn,
-            Err(e) => {
-                debug!("{peer}: gone at once: {}", sockets::reason(&e));
-                if admission == Admission::Serve {
-                    if let Some(held) = &mut self.per_source.held {
-                        held.release(SourceKey::of(peer.ip()));
-                    }
-                }
-                return;
+        let admission = self.admission(peer.ip(), now, health_check, false);
+        if admission != Admission::Serve {
+            if !self.count_admission(source, peer, admission) {
+                return self.close(key, "turned away after its PROXY header");
             }
-        };
-        trace!("conn {key}: registered with the poll, edge-triggered: it reports each change of readiness once");
-        if admission == Admission::Serve {
-            self.held += 1;
-            self.instances[source].counters.served += 1;
-            if self.per_source.held.is_some() {
-                self.per_source
-                    .holders
-                    .insert(key, SourceKey::of(peer.ip()));
-            }
-            debug!("conn {key}: accepted from {peer} on {instance}");
-        } else {
+            // A refusal, no longer a connection served.
+            self.held -= 1;
             self.refusing += 1;
-            debug!(
-                "conn {key}: turned away {peer} ({admission:?}): {} connections held",
-                self.held
-            );
-        }
-        if key >= self.instance_of.len() {
-            self.instance_of.resize(key + 1, 0);
-        }
-        // Instances are numbered by u16: `Server::bind` refuses more.
-        self.instance_of[key] = source as u16;
-        let answered = conn.state() == State::Answered;
-        entry.insert(conn);
-        if answered {
-            // Everything was said at open (`time`, or a refusal): go on to the graceful close.
-            self.pump(key, now);
+        } else if health_check {
+            self.instances[source].counters.health_checks += 1;
         } else {
-            // The poll reports input that is already there when the socket is added.
-            self.after_pump(key, Status::Open);
+            self.serve(source, key, peer);
         }
+        let (session, opened) = self.open_session(key, instance, peer, admission);
+        self.drive(key, now, |conn, cx| conn.begin(key, session, opened, cx));
     }
 
     fn pump(&mut self, key: usize, now: Millis) {
@@ -887,12 +983,12 @@ impl Server {
             now,
         );
         let status = step(conn, &mut cx);
-        self.after_pump(key, status);
+        self.after_pump(key, status, now);
     }
 
     /// Acts on what a pump (or a deadline) left the connection as: closes it, or brings its
     /// interest and deadline up to date.
-    fn after_pump(&mut self, key: usize, status: Status) {
+    fn after_pump(&mut self, key: usize, status: Status, now: Millis) {
         match status {
             Status::Open => {}
             Status::Yielded => self.again.push(key),
@@ -902,6 +998,7 @@ impl Server {
                 }
             }
             Status::Closed(reason) => return self.close(key, reason),
+            Status::Proxied(header) => return self.on_header(key, header, now),
         }
         let token = Token(self.first_conn() + key);
         let Some(conn) = self.conns.get_mut(key) else {
@@ -935,6 +1032,7 @@ impl Server {
                 }
             }
         }
+        self.proxied.remove(&key);
         self.timers.cancel(key);
         self.closed.push(key);
     }

@@ -68,6 +68,8 @@ pub enum Session {
     Time,
     /// `stats`: an HTTP request for the counters.
     Stats(Stats),
+    /// No protocol yet: a PROXY header comes first, and says who the client is.
+    Unopened,
     /// A connection turned away (over `--max-connections`, or over a per-source limit): its
     /// one-line message was said at open.
     Refusal,
@@ -136,7 +138,7 @@ impl Session {
             Session::Ack(s) => s.on_data(data, settings.ack_reply, settings.console, out),
             Session::Echo(s) => s.on_data(data, out),
             Session::Stats(s) => s.on_data(data, &settings.stats, out),
-            Session::Time | Session::Refusal => Step::Answered,
+            Session::Time | Session::Refusal | Session::Unopened => Step::Answered,
         }
     }
 
@@ -164,7 +166,7 @@ impl Session {
             Session::Ack(s) => s.on_eof(),
             Session::Echo(s) => s.on_eof(),
             Session::Stats(s) => s.on_eof(out),
-            Session::Time | Session::Refusal => Step::Answered,
+            Session::Time | Session::Refusal | Session::Unopened => Step::Answered,
         }
     }
 
@@ -176,7 +178,7 @@ impl Session {
             Session::Echo(s) => s.on_timeout(),
             // A request that did not come in time gets no answer.
             Session::Stats(_) => Step::Quit,
-            Session::Time | Session::Refusal => Step::Answered,
+            Session::Time | Session::Refusal | Session::Unopened => Step::Answered,
         }
     }
 
@@ -188,7 +190,7 @@ impl Session {
             Session::Echo(s) => s.on_timeout(),
             // A request that did not come in time gets no answer.
             Session::Stats(_) => Step::Quit,
-            Session::Time | Session::Refusal => Step::Answered,
+            Session::Time | Session::Refusal | Session::Unopened => Step::Answered,
         }
     }
 
