@@ -124,7 +124,7 @@ fn behind_haproxy_clients_are_themselves_and_a_drain_loses_nothing() {
         eprintln!("skipped: no haproxy");
         return;
     }
-    let (mut a, a_count, a_stats) = backend();
+    let (mut a, a_count, _) = backend();
     let (_b, b_count, b_stats) = backend();
     let port = free_port();
     let _proxy = haproxy(port, [a_count, b_count]);
