@@ -29,7 +29,7 @@ impl fmt::Display for Transport {
     }
 }
 
-/// The services of SPEC.md.
+/// The services (docs/protocol.md, "Instances").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
     /// The line-count service (TCP only).
