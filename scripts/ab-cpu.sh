@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib.sh"
 OLD="$1" NEW="$2" SECS="${3:-10}" ROUNDS="${4:-3}"
 TICK="$(getconf CLK_TCK)"
 log="$(mktemp)"
-trap 'kill "$daemon" 2>/dev/null || true; rm -f "$log"' EXIT
+trap 'rm -f "$log"' EXIT
 
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
@@ -29,7 +29,7 @@ run() {
     esac
     read -r u0 s0 < <(ticks "$daemon")
     local report
-    report="$(taskset -c 1 "$NEW" load "$@" --duration "$SECS" --json)"
+    report="$(taskset -c 1 "$NEW" load "$@" --duration "$SECS" --json)" || true
     read -r u1 s1 < <(ticks "$daemon")
     kill -INT "$daemon"; wait "$daemon" 2>/dev/null || true
     local n

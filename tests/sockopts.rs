@@ -1,4 +1,4 @@
-//! `oneloop sockopts`: the table and its JSON list every option the issue names, with a value
+//! `oneloop sockopts`: the table and its JSON list every option of `REQUIRED`, with a value
 //! (or the errno that says why there is none) on a fresh TCP and a fresh UDP socket.
 
 use std::process::Command;

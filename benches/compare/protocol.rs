@@ -1,5 +1,6 @@
 //! The count protocol and UDP echo as every variant speaks them: the messages and the character
-//! count (SPEC.md), then one blocking and one async connection handler built on them.
+//! count (docs/protocol.md, "TCP `count`"), then one blocking and one async connection
+//! handler built on them.
 //!
 //! The count rule: the line is the bytes before the first LF (or every byte, when the client
 //! half-closes first); whitespace (`char::is_whitespace`) is trimmed at both ends; what is left

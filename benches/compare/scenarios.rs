@@ -554,7 +554,8 @@ fn traced_calls(plan: &Plan, design: &str, busy: bool) -> Option<(BTreeMap<Strin
 }
 
 /// Checks, before anything is measured, that the load generator is built and that every
-/// design answers SPEC.md's examples alike (through `oneloop client raw`).
+/// design answers the examples of docs/protocol.md ("TCP `count`") alike (through
+/// `oneloop client raw`).
 pub fn check_protocol(plan: &Plan) -> Result<(), String> {
     let help = std::process::Command::new(ONELOOP)
         .args(["load", "count", "--help"])

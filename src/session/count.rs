@@ -3,9 +3,10 @@
 //! The line is never stored. [`LineCounter`] counts it as its bytes stream past, in a few bytes
 //! of state, so a waiting connection costs the same whatever its client has sent so far.
 //!
-//! Counting rules (SPEC.md): the line is the bytes before the first LF; whitespace
-//! (`char::is_whitespace`) is trimmed at both ends; the rest is read as UTF-8 where every byte
-//! that is not part of a valid sequence is one character that is never whitespace.
+//! Counting rules (docs/protocol.md, "TCP `count`"): the line is the bytes before the first
+//! LF; whitespace (`char::is_whitespace`) is trimmed at both ends; the rest is read as UTF-8
+//! where every byte that is not part of a valid sequence is one character that is never
+//! whitespace.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -272,8 +273,8 @@ mod tests {
     use proptest::prelude::*;
     use std::time::Duration;
 
-    /// The rule of SPEC.md written the plain way: split into valid text and invalid bytes,
-    /// trim, count.
+    /// The rule of docs/protocol.md ("TCP `count`") written the plain way: split into valid
+    /// text and invalid bytes, trim, count.
     fn reference_count(line: &[u8]) -> u32 {
         enum Unit {
             Char(char),
