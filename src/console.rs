@@ -138,6 +138,10 @@ impl Console {
             match input.read(&mut buf) {
                 Ok(0) => {
                     trace!("console: read 0 bytes: the end of input");
+                    if !self.partial.is_empty() {
+                        // A last line without its LF is a line all the same.
+                        self.split(b"\n", &mut typed);
+                    }
                     self.input = None;
                     typed.push(Typed::End);
                 }

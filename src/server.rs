@@ -964,13 +964,12 @@ impl Server {
     /// Runs `step` on the connection at `key` with the loop's buffers lent to it, then acts
     /// on what it left the connection as.
     fn drive(&mut self, key: usize, now: Millis, step: impl FnOnce(&mut Conn, &mut Cx) -> Status) {
-        let open = self.conns.len() - self.closed.len();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         let stats = Snapshot {
             instances: &self.instances,
-            open: open as u64,
+            open: self.held as u64,
             accept_pauses: self.accept_pauses,
             start_time: self.start_time,
         };
@@ -1183,8 +1182,7 @@ impl Server {
             SIGINT => self.request_stop("SIGINT", now),
             SIGTERM => self.request_stop("SIGTERM", now),
             SIGUSR1 => {
-                let open = self.conns.len() - self.closed.len();
-                info!("{}; connections open {open}", self.total());
+                info!("{}; connections open {}", self.total(), self.held);
                 debug!(
                     target: "oneloop::tables",
                     "tables: {} connection slots, {} deadlines armed, {} sources holding connections, {} sources in the connection rate table, {} in the UDP rate table",

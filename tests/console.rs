@@ -79,6 +79,16 @@ fn the_operators_time_does_not_count_toward_the_idle_timeout() {
 }
 
 #[test]
+fn a_last_line_without_its_lf_still_goes_out() {
+    let (mut p, mut stdin, addr) = console(&["--ack-reply", "bye\n"]);
+    let mut s = seed_client(addr, b"hi");
+    p.wait_for("console: connection 1 waits");
+    type_line(&mut stdin, "no newline");
+    drop(stdin);
+    assert_eq!(read_to_end(&mut s), b"hi\nI get it!\nno newline\n");
+}
+
+#[test]
 fn at_the_end_of_input_waiting_connections_get_the_reply_text() {
     let (mut p, stdin, addr) = console(&["--ack-reply", "bye\n"]);
     let mut waiting = seed_client(addr, b"hi");
