@@ -17,10 +17,12 @@
 //! ```
 //!
 //! Map of the crate: `config` (what to serve, limits), `sockets` (socket set-up), `server`
-//! (the loop), `conn` (one connection's I/O), `session` (the protocols, without I/O), `udp`
+//! (the loop), `conn` (one connection's state machine and I/O), `session` (the protocols,
+//! without I/O), `console` (the operator console), `proxy` (PROXY protocol headers), `udp`
 //! (the UDP services), `access` (`--allow`/`--deny`), `fairness` (the per-source limits),
-//! `privileges` (`--user`, `--chroot`), `deadline` (timers), `logging` (the log lines), `cli`
-//! (the command line), `args` (the ranges of its numbers).
+//! `privileges` (`--user`, `--chroot`), `deadline` (timers), `logging` and `narrate` (the log
+//! lines, repeats collapsed), `cli` (the command line), `args` (the ranges of its numbers).
+//! The behaviour is described in `docs/protocol.md`.
 
 #![warn(unreachable_pub)]
 
