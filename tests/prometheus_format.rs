@@ -56,8 +56,14 @@ fn run(cmd: &mut Command, input: &[u8], limit: Duration) -> Result<Vec<u8>, Stri
     }
 }
 
-/// The virtual environment's Python, with `prometheus_client` installed.
+/// The virtual environment's Python, with `prometheus_client` installed: made once for all
+/// the tests of this file, which run at the same time.
 fn python_with_prometheus_client() -> Result<PathBuf, String> {
+    static PYTHON: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(make_python_with_prometheus_client).clone()
+}
+
+fn make_python_with_prometheus_client() -> Result<PathBuf, String> {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prometheus-venv");
     let python = dir.join("bin").join("python");
     let ready = |python: &Path| {
