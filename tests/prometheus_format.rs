@@ -60,7 +60,9 @@ fn run(cmd: &mut Command, input: &[u8], limit: Duration) -> Result<Vec<u8>, Stri
 /// the tests of this file, which run at the same time.
 fn python_with_prometheus_client() -> Result<PathBuf, String> {
     static PYTHON: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    PYTHON.get_or_init(make_python_with_prometheus_client).clone()
+    PYTHON
+        .get_or_init(make_python_with_prometheus_client)
+        .clone()
 }
 
 fn make_python_with_prometheus_client() -> Result<PathBuf, String> {
