@@ -1321,7 +1321,7 @@ impl Server {
                 let instance = self.instances[i].instance;
                 match instance.transport {
                     Transport::Tcp => format!("listener {instance}"),
-                    Transport::Udp => format!("udp socket {instance}"),
+                    Transport::Udp => format!("socket {instance}"),
                 }
             }
             Token(t) => format!("conn {}", t - self.first_conn()),
@@ -1338,11 +1338,13 @@ fn readiness(event: &mio::event::Event) -> String {
     if event.is_writable() {
         words.push("writable");
     }
+    // Closed for reading: the peer's FIN came (or both sides are shut). Closed for
+    // writing: the peer can take nothing more (a hang-up, or our own shutdown).
     if event.is_read_closed() {
-        words.push("peer closed its write side");
+        words.push("closed for reading");
     }
     if event.is_write_closed() {
-        words.push("peer closed its read side");
+        words.push("closed for writing");
     }
     if event.is_error() {
         words.push("error");

@@ -288,11 +288,13 @@ pub fn serve(
                 crate::sockets::reason(e)
             );
         }
-        trace!(
-            "{instance}: sendmmsg: {} of {} replies sent",
-            answered.sent,
-            answered.replies
-        );
+        if answered.replies > 0 {
+            trace!(
+                "{instance}: sendmmsg: {} of {} replies sent",
+                answered.sent,
+                answered.replies
+            );
+        }
         tally.answered += answered.sent as u64;
         tally.dropped += lost as u64;
         if n < BATCH {

@@ -160,7 +160,7 @@ fn udp_echo_and_time_datagrams() {
     assert_eq!(udp_ask(&client, addrs[0], b"ping"), b"ping");
     assert_eq!(udp_ask(&client, addrs[1], b"").len(), 4);
     p.wait_in_order(&[
-        "poll: woke with 1 event: udp socket udp 127.0.0.1:",
+        "poll: woke with 1 event: socket udp 127.0.0.1:",
         "recvmmsg -> 1 datagram(s)",
         "4 bytes from 127.0.0.1:",
         "sendmmsg: 1 of 1 replies sent",
