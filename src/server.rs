@@ -1414,6 +1414,34 @@ mod tests {
     }
 
     #[test]
+    fn the_loops_timers_come_due_earliest_first_and_once() {
+        let mut t = LoopTimers::default();
+        assert_eq!(t.next(), None);
+        t.arm(LoopTimer::Watchdog, 300);
+        t.arm(LoopTimer::DrainEnd, 100);
+        t.arm(LoopTimer::AcceptRetry, 200);
+        assert_eq!(t.next(), Some((100, LoopTimer::DrainEnd)));
+        assert_eq!(t.pop_due(99), None);
+        assert_eq!(t.pop_due(250), Some(LoopTimer::DrainEnd));
+        assert_eq!(t.pop_due(250), Some(LoopTimer::AcceptRetry));
+        assert_eq!(t.pop_due(250), None);
+        assert!(t.disarm(LoopTimer::Watchdog));
+        assert!(!t.disarm(LoopTimer::Watchdog));
+        assert!(!t.is_armed(LoopTimer::Watchdog));
+        assert_eq!(t.next(), None);
+    }
+
+    #[test]
+    fn the_nearest_due_time_prefers_the_first_on_a_tie() {
+        let a = Some((5, "a"));
+        let b = Some((5, "b"));
+        assert_eq!(earlier(a, b), a);
+        assert_eq!(earlier(Some((7, "a")), b), b);
+        assert_eq!(earlier(None, b), b);
+        assert_eq!(earlier::<&str>(None, None), None);
+    }
+
+    #[test]
     fn summary_line() {
         let s = Summary {
             served: 3,
