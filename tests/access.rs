@@ -5,23 +5,10 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 
 use common::*;
 use oneloop::access::Cidr;
-use socket2::{Domain, Socket, Type};
-
-/// A TCP connection from `from` (port 0) to `to`, with bounded waits.
-fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    let from: IpAddr = from.parse().unwrap();
-    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
-    socket.connect_timeout(&to.into(), WAIT).unwrap();
-    let s: TcpStream = socket.into();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.set_write_timeout(Some(WAIT)).unwrap();
-    s
-}
 
 /// Everything the daemon says to a count client from `from` that sends `line`.
 fn count_from(from: &str, to: SocketAddr, line: &[u8]) -> String {

@@ -8,27 +8,15 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-use socket2::{Domain, Socket, Type};
-
-fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let from: IpAddr = from.parse().unwrap();
-    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None)?;
-    socket.bind(&SocketAddr::new(from, 0).into())?;
-    socket.connect_timeout(&to.into(), WAIT)?;
-    let s: TcpStream = socket.into();
-    s.set_read_timeout(Some(WAIT))?;
-    s.set_write_timeout(Some(WAIT))?;
-    Ok(s)
-}
 
 /// A count exchange through the proxy from `from`: everything the daemon said.
 fn count_via(from: &str, to: SocketAddr, line: &[u8]) -> std::io::Result<String> {
-    let mut s = connect_from(from, to)?;
+    let mut s = try_connect_from(from, to)?;
     s.write_all(line)?;
     s.shutdown(std::net::Shutdown::Write)?;
     let mut got = Vec::new();
@@ -107,7 +95,7 @@ fn backend() -> (Proc, SocketAddr, SocketAddr) {
 /// One metric's value for the count instance, from a backend's stats (fetched directly:
 /// stats is not behind the proxy).
 fn metric(stats: SocketAddr, name: &str) -> u64 {
-    let mut s = connect_from("127.0.0.9", stats).unwrap();
+    let mut s = try_connect_from("127.0.0.9", stats).unwrap();
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
@@ -156,7 +144,7 @@ fn behind_haproxy_clients_are_themselves_and_a_drain_loses_nothing() {
     // --max-per-source acts on the real client, not on the proxy.
     let held: Vec<TcpStream> = (0..4)
         .map(|_| {
-            let mut s = connect_from("127.0.0.5", front).unwrap();
+            let mut s = try_connect_from("127.0.0.5", front).unwrap();
             let mut welcome = [0u8; 9];
             s.read_exact(&mut welcome).unwrap();
             s

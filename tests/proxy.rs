@@ -5,22 +5,10 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use common::*;
 use oneloop::access::Cidr;
-use socket2::{Domain, Socket, Type};
-
-fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    let from: IpAddr = from.parse().unwrap();
-    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
-    socket.connect_timeout(&to.into(), WAIT).unwrap();
-    let s: TcpStream = socket.into();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.set_write_timeout(Some(WAIT)).unwrap();
-    s
-}
 
 /// What the daemon says to a connection from `from` that sends `bytes` and half-closes.
 fn exchange(from: &str, to: SocketAddr, bytes: &[u8]) -> String {

@@ -108,6 +108,28 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// A TCP connection from the address `from` (port 0) to `to`, with bounded waits: on
+/// loopback every 127.x.y.z is a source of its own.
+pub fn try_connect_from(from: &str, to: SocketAddr) -> io::Result<TcpStream> {
+    let from: std::net::IpAddr = from.parse().expect("a source address");
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    socket.connect_timeout(&to.into(), WAIT)?;
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(WAIT))?;
+    s.set_write_timeout(Some(WAIT))?;
+    Ok(s)
+}
+
+/// [`try_connect_from`], failing the test when the connection cannot be made.
+pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    try_connect_from(from, to).expect("connect")
+}
+
 /// Reads exactly `n` bytes.
 pub fn read_exact(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut buf = vec![0; n];
