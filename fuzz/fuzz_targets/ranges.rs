@@ -60,17 +60,23 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     whole(ranges::PORT, text);
-    whole(ranges::MAX_LINE, text);
-    whole(ranges::MAX_CONNECTIONS, text);
-    whole(ranges::MAX_REFUSALS, text);
-    whole(ranges::MAX_OUTPUT, text);
-    whole(ranges::MAX_PER_SOURCE, text);
-    whole(ranges::MAX_RATE, text);
-    whole(ranges::UDP_RATE, text);
     whole(ranges::BACKLOG, text);
-    whole(ranges::SOCKET_BUFFER, text);
-    seconds(ranges::IDLE_TIMEOUT, text);
-    seconds(ranges::WAIT, text);
+    for range in [
+        ranges::MAX_LINE,
+        ranges::MAX_CONNECTIONS,
+        ranges::MAX_REFUSALS,
+        ranges::MAX_OUTPUT,
+        ranges::MAX_PER_SOURCE,
+        ranges::SOCKET_BUFFER,
+    ] {
+        whole(range, text);
+    }
+    for range in [ranges::MAX_RATE, ranges::UDP_RATE] {
+        whole(range, text);
+    }
+    for range in [ranges::IDLE_TIMEOUT, ranges::WAIT] {
+        seconds(range, text);
+    }
     let (lo, hi) = (*a.min(b), *a.max(b));
     whole(
         Range {
