@@ -9,114 +9,10 @@
 
 mod common;
 
-use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::Command;
 
+use common::netns::{can_stage, Link, Netns};
 use common::*;
-
-/// Whether this machine can stage the test's network with these commands (each with an
-/// argument that only shows its version); when it cannot, says why, and fails under CI.
-fn can_stage(test: &str, tools: &[(&str, &str)]) -> bool {
-    let missing = if unsafe { libc::geteuid() } != 0 {
-        Some("root".to_string())
-    } else {
-        tools
-            .iter()
-            .find(|(tool, arg)| {
-                !Command::new(tool)
-                    .arg(arg)
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-            })
-            .map(|(tool, _)| format!("the `{tool}` command"))
-    };
-    let Some(missing) = missing else {
-        return true;
-    };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test} needs {missing}, which CI must have"
-    );
-    eprintln!("{test}: skipped: needs {missing}");
-    false
-}
-
-/// Runs a command to success, or fails the test with its output.
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace of the test's own, with its loopback up; removed when dropped.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("oneloop-{}-{tag}", std::process::id());
-        // One left by an earlier run that was killed.
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        run(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Runs a command inside the namespace, to success.
-    fn exec(&self, args: &[&str]) {
-        let mut all = vec!["ip", "netns", "exec", &self.name];
-        all.extend_from_slice(args);
-        run(&all);
-    }
-
-    /// `oneloop ARGS` inside the namespace, logging at `info`; and its addresses.
-    fn daemon(&self, args: &[&str]) -> (Proc, Vec<SocketAddr>) {
-        let mut p = Proc::spawn_cmd(
-            Command::new("ip")
-                .args(["netns", "exec", &self.name, env!("CARGO_BIN_EXE_oneloop")])
-                .args(args)
-                .env("RUST_LOG", "info"),
-        );
-        let addrs = p.listening(args.iter().filter(|a| **a == "--udp").count());
-        (p, addrs)
-    }
-
-    /// Runs `f` on a thread that has entered the namespace: the sockets it makes belong to
-    /// the namespace, wherever they are used afterwards.
-    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: setns with an open namespace file; it moves this thread only.
-                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .expect("thread in the namespace")
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
 
 /// Sends SIGTERM and waits for the summary line, which must be `want`.
 fn stop_expecting(p: &mut Proc, want: &str) {
@@ -137,10 +33,7 @@ fn a_refused_destination_costs_the_other_senders_nothing() {
     let ns = Netns::new("refused");
     // The kernel refuses to send to 127.0.0.9 (EPERM): a firewall rule, as a spoofed or
     // blocked source would meet.
-    let rule: Vec<&str> = "iptables -A OUTPUT -p udp -d 127.0.0.9 -j DROP"
-        .split(' ')
-        .collect();
-    ns.exec(&rule);
+    ns.sh("iptables -A OUTPUT -p udp -d 127.0.0.9 -j DROP");
     let (mut p, addrs) = ns.daemon(&["--udp", "echo@127.0.0.1:0"]);
     let to = addrs[0];
     let (blocked, honest) = ns.enter(|| {
@@ -220,31 +113,10 @@ fn a_datagram_from_a_subnet_broadcast_address_is_dropped_and_counted() {
         return;
     }
     // The daemon's side, 10.77.0.1/24, and a peer, 10.77.0.2/24, joined by a veth pair.
-    let server = Netns::new("brd-a");
-    let peer = Netns::new("brd-b");
-    let pid = std::process::id();
-    let (va, vb) = (format!("olv{pid}a"), format!("olv{pid}b"));
-    run(&[
-        "ip",
-        "link",
-        "add",
-        &va,
-        "netns",
-        &server.name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &vb,
-        "netns",
-        &peer.name,
-    ]);
-    server.exec(&["ip", "addr", "add", "10.77.0.1/24", "brd", "+", "dev", &va]);
-    peer.exec(&["ip", "addr", "add", "10.77.0.2/24", "brd", "+", "dev", &vb]);
-    server.exec(&["ip", "link", "set", &va, "up"]);
-    peer.exec(&["ip", "link", "set", &vb, "up"]);
+    let link = Link::new("brd");
+    let (server, peer) = (&link.server, &link.peer);
     // Let the forged source in: no reverse-path filter in the daemon's namespace.
-    for conf in ["all", "default", va.as_str()] {
+    for conf in ["all", "default", link.server_dev.as_str()] {
         let knob = format!("/proc/sys/net/ipv4/conf/{conf}/rp_filter");
         server.exec(&["sh", "-c", &format!("echo 0 > {knob}")]);
     }

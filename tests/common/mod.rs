@@ -2,6 +2,8 @@
 //! bounded waits, and the built binary as a child process.
 #![allow(dead_code)] // each test file uses its own share of these
 
+pub mod netns;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, ChildStderr, ChildStdin, Command, Stdio};
