@@ -334,7 +334,9 @@ fn sigterm_lets_the_request_in_flight_finish() {
 
 #[test]
 fn new_connections_are_refused_once_the_drain_began() {
-    let (mut p, addr, mut client) = draining(&[]);
+    // A long grace: on a loaded machine the checks below may take seconds, and the drain
+    // must not end before the reply is asked for.
+    let (mut p, addr, mut client) = draining(&["--shutdown-grace", "60"]);
     wait_until("the listener to close", || {
         !tcp_sockets()
             .iter()
