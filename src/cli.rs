@@ -421,6 +421,10 @@ mod tests {
             "nogroup",
             "--chroot",
             "/var/empty",
+            "--inetd",
+            "udp:time",
+            "--exit-idle",
+            "60",
         ])
         .unwrap();
         assert_eq!(c.instances.len(), 3);
@@ -444,6 +448,8 @@ mod tests {
         assert_eq!(c.allow, nets(&["10.0.0.0/8", "::1"]));
         assert_eq!(c.deny, nets(&["10.0.0.7/32"]));
         assert_eq!((c.max_per_source, c.max_rate, c.udp_rate), (4, 20, 100));
+        assert_eq!(c.inetd.map(|i| i.to_string()).as_deref(), Some("udp:time"));
+        assert_eq!(c.exit_idle, Duration::from_secs(60));
         assert_eq!(
             c.privileges,
             Privileges {
@@ -491,6 +497,16 @@ mod tests {
                 "--chroot: 'empty' is not an absolute path",
             ),
             (&["--user", ""], "--user: the name is empty"),
+            (&["--inetd", "tcp"], "--inetd: expected tcp:SERVICE"),
+            (&["--inetd"], "missing argument"),
+            (
+                &["--inetd", "tcp:echo", "--inetd", "tcp:echo"],
+                "--inetd: given twice",
+            ),
+            (
+                &["--console", "--inetd", "tcp:ack"],
+                "--console cannot go with --inetd",
+            ),
         ] {
             let e = run(args).unwrap_err();
             assert!(e.contains(says), "{args:?}: {e}");
@@ -498,7 +514,7 @@ mod tests {
     }
 
     /// Each numeric flag, the text of its range, and values just inside it at both ends.
-    const NUMERIC: [(&str, &str, [&str; 2]); 13] = [
+    const NUMERIC: [(&str, &str, [&str; 2]); 14] = [
         ("--max-line", "1 to 1073741824 bytes", ["1", "1073741824"]),
         (
             "--max-per-source",
@@ -532,6 +548,7 @@ mod tests {
         ),
         ("--linger", "0 to 31536000 s", ["0", "31536000"]),
         ("--shutdown-grace", "0 to 31536000 s", ["0", "31536000"]),
+        ("--exit-idle", "0 to 31536000 s", ["0", "31536000"]),
     ];
 
     #[test]
@@ -627,6 +644,7 @@ mod tests {
             ranges::MAX_PER_SOURCE.ends(),
             ranges::MAX_RATE.ends(),
             ranges::UDP_RATE.ends(),
+            ranges::EXIT_IDLE.ends(),
         ] {
             assert!(USAGE.contains(&text), "the help does not say {text}");
         }

@@ -450,13 +450,18 @@ mod tests {
     #[test]
     fn an_inetd_socket_takes_the_flags_service_and_is_prepared() {
         let asked = Inetd::parse("udp:time").unwrap();
-        let got = inetd(passed("", Type::DGRAM, false).socket, asked).unwrap();
+        // As an inetd passes it: inherited, so without close-on-exec.
+        let socket = passed("", Type::DGRAM, false).socket;
+        socket.set_cloexec(false).unwrap();
+        let got = inetd(socket, asked).unwrap();
         assert_eq!(
             (got.transport, got.service, got.by),
             (Transport::Udp, Service::Time, PassedBy::Inetd)
         );
         assert!(got.socket.nonblocking().unwrap());
-        assert!(got.socket.is_cloexec().unwrap());
+        // SAFETY: F_GETFD on a descriptor the socket owns.
+        let flags = unsafe { libc::fcntl(got.socket.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
         let asked = Inetd::parse("tcp:count").unwrap();
         let got = inetd(passed("", Type::STREAM, true).socket, asked).unwrap();
         assert_eq!(
