@@ -197,34 +197,22 @@ mod tests {
     }
 
     #[test]
-    fn journal_lines_start_with_their_priority() {
-        for (level, want) in [
-            (Level::Error, "<3>ERROR x\n"),
-            (Level::Warn, "<4>WARN  x\n"),
-            (Level::Info, "<6>INFO  x\n"),
-            (Level::Debug, "<7>DEBUG x\n"),
-            (Level::Trace, "<7>TRACE x\n"),
+    fn journal_lines_start_with_their_priority_and_syslog_lines_with_the_daemons() {
+        let syslog = Style::Syslog { pid: 812 };
+        for (level, journal, daemon) in [
+            (Level::Error, "<3>ERROR x\n", "<27>oneloop[812]: x\n"),
+            (Level::Warn, "<4>WARN  x\n", "<28>oneloop[812]: x\n"),
+            (Level::Info, "<6>INFO  x\n", "<30>oneloop[812]: x\n"),
+            (Level::Debug, "<7>DEBUG x\n", "<31>oneloop[812]: x\n"),
+            (Level::Trace, "<7>TRACE x\n", "<31>oneloop[812]: x\n"),
         ] {
-            assert_eq!(line(Style::Journal, level, format_args!("x")), want);
+            assert_eq!(line(Style::Journal, level, format_args!("x")), journal);
+            assert_eq!(line(syslog, level, format_args!("x")), daemon);
         }
-    }
-
-    #[test]
-    fn syslog_lines_are_priority_tag_pid_and_message() {
-        let style = Style::Syslog { pid: 812 };
         assert_eq!(
-            line(style, Level::Info, format_args!("listening on {}", 7)),
+            line(syslog, Level::Info, format_args!("listening on {}", 7)),
             "<30>oneloop[812]: listening on 7\n"
         );
-        for (level, want) in [
-            (Level::Error, "<27>oneloop[812]: x\n"),
-            (Level::Warn, "<28>oneloop[812]: x\n"),
-            (Level::Info, "<30>oneloop[812]: x\n"),
-            (Level::Debug, "<31>oneloop[812]: x\n"),
-            (Level::Trace, "<31>oneloop[812]: x\n"),
-        ] {
-            assert_eq!(line(style, level, format_args!("x")), want);
-        }
     }
 
     #[test]
