@@ -1146,8 +1146,13 @@ impl Server {
                     }
                 }
                 LoopTimer::ExitIdle => {
-                    let idle = self.config.exit_idle.as_secs_f64();
-                    self.request_stop(&format!("nothing open for {idle} s (--exit-idle)"), now);
+                    // A client that connected since the poll woke is served in full, not
+                    // only for the grace period.
+                    self.accept_on_every_listener(now);
+                    if self.conns.is_empty() {
+                        let idle = self.config.exit_idle.as_secs_f64();
+                        self.request_stop(&format!("nothing open for {idle} s (--exit-idle)"), now);
+                    }
                 }
             }
         }
