@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::access::Cidr;
-use crate::config::{ranges, Config, Epoch, Instance, Privileges, Service, Transport};
+use crate::config::{ranges, Config, Epoch, Inetd, Instance, Privileges, Service, Transport};
 use crate::logging::init_logging;
 use crate::privileges::{DropError, Plan};
 use crate::{systemd, Server};
@@ -90,11 +90,19 @@ systemd:
   With sockets passed by socket activation (LISTEN_FDS) and no --tcp/--udp,
   only the passed sockets are served. READY=1, STATUS=, STOPPING=1 and
   WATCHDOG=1 go to NOTIFY_SOCKET when it is set.
+Under an inetd (wait mode) or socket activation:
+      --inetd TRANSPORT:SERVICE  standard input is the socket an inetd
+                              passes (a wait service): tcp:count,
+                              udp:time, ...; no default listeners      [off]
+      --exit-idle SECS        exit (status 0) after SECS with no
+                              connection open and no datagram;
+                              0 to 31536000, 0: never                  [0]
   -h, --help                  this text
   -V, --version               the version
 
 Logging: RUST_LOG=error|warn|info|debug|trace (default info), to stderr; with
-  JOURNAL_STREAM naming stderr, each line starts with its syslog priority (<6>).
+  JOURNAL_STREAM naming stderr, each line starts with its syslog priority (<6>);
+  when stderr is another socket (an inetd's), to syslog (/dev/log) instead.
 Signals: SIGINT/SIGTERM drain for --shutdown-grace, then exit (a second one: at once);
   SIGUSR1 logs the counters and the connections open; SIGHUP is logged and ignored;
   SIGUSR2 is ignored.
@@ -129,6 +137,16 @@ pub fn serve(args: Vec<OsString>) -> u8 {
             return 1;
         }
     };
+    let mut activated = activated;
+    if let Some(asked) = config.inetd {
+        match systemd::inetd(systemd::take_inetd(), asked) {
+            Ok(socket) => activated.push(socket),
+            Err(e) => {
+                log::error!("{e}");
+                return 1;
+            }
+        }
+    }
     let mut config = config;
     if config.instances.is_empty() && activated.is_empty() {
         config.instances = Instance::defaults();
@@ -211,6 +229,13 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "--shutdown-grace" => config.shutdown_grace = ranges::WAIT.parse(&flag, &value()?)?,
             "--ack-reply" => config.ack_reply = value()?.into_bytes(),
             "--console" => config.console = true,
+            "--inetd" => {
+                if config.inetd.is_some() {
+                    return Err("--inetd: given twice (an inetd passes one socket)".into());
+                }
+                config.inetd = Some(Inetd::parse(&value()?)?);
+            }
+            "--exit-idle" => config.exit_idle = ranges::EXIT_IDLE.parse(&flag, &value()?)?,
             "--time-epoch" => {
                 config.time_epoch = Epoch::parse(&value()?)
                     .ok_or_else(|| format!("{flag}: expected unix or 1900"))?
@@ -396,6 +421,10 @@ mod tests {
             "nogroup",
             "--chroot",
             "/var/empty",
+            "--inetd",
+            "udp:time",
+            "--exit-idle",
+            "60",
         ])
         .unwrap();
         assert_eq!(c.instances.len(), 3);
@@ -419,6 +448,8 @@ mod tests {
         assert_eq!(c.allow, nets(&["10.0.0.0/8", "::1"]));
         assert_eq!(c.deny, nets(&["10.0.0.7/32"]));
         assert_eq!((c.max_per_source, c.max_rate, c.udp_rate), (4, 20, 100));
+        assert_eq!(c.inetd.map(|i| i.to_string()).as_deref(), Some("udp:time"));
+        assert_eq!(c.exit_idle, Duration::from_secs(60));
         assert_eq!(
             c.privileges,
             Privileges {
@@ -466,6 +497,16 @@ mod tests {
                 "--chroot: 'empty' is not an absolute path",
             ),
             (&["--user", ""], "--user: the name is empty"),
+            (&["--inetd", "tcp"], "--inetd: expected tcp:SERVICE"),
+            (&["--inetd"], "missing argument"),
+            (
+                &["--inetd", "tcp:echo", "--inetd", "tcp:echo"],
+                "--inetd: given twice",
+            ),
+            (
+                &["--console", "--inetd", "tcp:ack"],
+                "--console cannot go with --inetd",
+            ),
         ] {
             let e = run(args).unwrap_err();
             assert!(e.contains(says), "{args:?}: {e}");
@@ -473,7 +514,7 @@ mod tests {
     }
 
     /// Each numeric flag, the text of its range, and values just inside it at both ends.
-    const NUMERIC: [(&str, &str, [&str; 2]); 13] = [
+    const NUMERIC: [(&str, &str, [&str; 2]); 14] = [
         ("--max-line", "1 to 1073741824 bytes", ["1", "1073741824"]),
         (
             "--max-per-source",
@@ -507,6 +548,7 @@ mod tests {
         ),
         ("--linger", "0 to 31536000 s", ["0", "31536000"]),
         ("--shutdown-grace", "0 to 31536000 s", ["0", "31536000"]),
+        ("--exit-idle", "0 to 31536000 s", ["0", "31536000"]),
     ];
 
     #[test]
@@ -602,6 +644,7 @@ mod tests {
             ranges::MAX_PER_SOURCE.ends(),
             ranges::MAX_RATE.ends(),
             ranges::UDP_RATE.ends(),
+            ranges::EXIT_IDLE.ends(),
         ] {
             assert!(USAGE.contains(&text), "the help does not say {text}");
         }

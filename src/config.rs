@@ -75,6 +75,43 @@ impl fmt::Display for Service {
     }
 }
 
+/// The service of the socket an inetd passes on standard input in "wait" mode:
+/// `--inetd tcp:count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inetd {
+    pub transport: Transport,
+    pub service: Service,
+}
+
+impl Inetd {
+    /// Parses `TRANSPORT:SERVICE`: `tcp:count`, `udp:time`, ...
+    pub fn parse(spec: &str) -> Result<Inetd, String> {
+        let expected = || {
+            format!(
+                "--inetd: expected tcp:SERVICE (count, ack, echo, time, stats) or udp:SERVICE \
+                 (echo, time), got '{spec}'"
+            )
+        };
+        let (transport, service) = spec.split_once(':').ok_or_else(expected)?;
+        let transport = match transport {
+            "tcp" => Transport::Tcp,
+            "udp" => Transport::Udp,
+            _ => return Err(expected()),
+        };
+        let service = Service::parse(service).ok_or_else(expected)?;
+        if !service.runs_on(transport) {
+            return Err(format!("--inetd: {service} runs on tcp only, got '{spec}'"));
+        }
+        Ok(Inetd { transport, service })
+    }
+}
+
+impl fmt::Display for Inetd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transport, self.service)
+    }
+}
+
 /// One service on one transport at one address: `--tcp count@:51423`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Instance {
@@ -363,6 +400,10 @@ pub struct Config {
     pub udp_rate: u32,
     /// Who to serve as after binding (`--user`, `--group`, `--chroot`).
     pub privileges: Privileges,
+    /// Standard input is a socket an inetd passes, with this service (`--inetd`).
+    pub inetd: Option<Inetd>,
+    /// The daemon stops after this long with nothing open (`--exit-idle`); zero: never.
+    pub exit_idle: Duration,
 }
 
 /// Largest `--max-line`: a `count` connection keeps its counters in 32 bits.
@@ -406,6 +447,13 @@ pub mod ranges {
 
     /// `--linger` and `--shutdown-grace` (0: no wait at all).
     pub const WAIT: Range<Duration> = Range {
+        min: Duration::ZERO,
+        max: MAX_SECS,
+        unit: "s",
+    };
+
+    /// `--exit-idle` (0: never).
+    pub const EXIT_IDLE: Range<Duration> = Range {
         min: Duration::ZERO,
         max: MAX_SECS,
         unit: "s",
@@ -498,6 +546,8 @@ impl Default for Config {
             max_rate: 0,
             udp_rate: 0,
             privileges: Privileges::default(),
+            inetd: None,
+            exit_idle: Duration::ZERO,
         }
     }
 }
@@ -547,7 +597,11 @@ impl Config {
             .and(ranges::MAX_PER_SOURCE.check("--max-per-source", self.max_per_source))
             .and(ranges::MAX_RATE.check("--max-rate", self.max_rate))
             .and(ranges::UDP_RATE.check("--udp-rate", self.udp_rate))
+            .and(ranges::EXIT_IDLE.check("--exit-idle", self.exit_idle))
             .map_err(ConfigError::OutOfRange)?;
+        if self.console && self.inetd.is_some() {
+            return Err(ConfigError::ConsoleWithInetd);
+        }
         self.privileges.validate().map_err(ConfigError::Privileges)
     }
 }
@@ -567,6 +621,8 @@ pub enum ConfigError {
     Privileges(String),
     /// No service instance and no passed socket.
     NoService,
+    /// `console` and `inetd` both want standard input.
+    ConsoleWithInetd,
     /// More service instances than one daemon runs (the loop numbers them in 16 bits).
     TooManyInstances(usize),
 }
@@ -581,6 +637,9 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::OutOfRange(why) | ConfigError::Privileges(why) => f.write_str(why),
             ConfigError::NoService => f.write_str("no service to run"),
+            ConfigError::ConsoleWithInetd => f.write_str(
+                "--console cannot go with --inetd: standard input is the inetd's socket",
+            ),
             ConfigError::TooManyInstances(n) => write!(
                 f,
                 "{n} service instances: at most {} can run in one daemon",
@@ -909,5 +968,49 @@ mod tests {
                 "{user:?} {group:?} {chroot:?}"
             );
         }
+    }
+
+    #[test]
+    fn inetd_services_are_a_transport_and_a_service() {
+        for (spec, transport, service) in [
+            ("tcp:count", Transport::Tcp, Service::Count),
+            ("tcp:stats", Transport::Tcp, Service::Stats),
+            ("udp:echo", Transport::Udp, Service::Echo),
+            ("udp:time", Transport::Udp, Service::Time),
+        ] {
+            let inetd = Inetd::parse(spec).unwrap();
+            assert_eq!((inetd.transport, inetd.service), (transport, service));
+            assert_eq!(inetd.to_string(), spec);
+        }
+        for spec in [
+            "count",
+            "tcp",
+            "tcp:",
+            ":count",
+            "sctp:count",
+            "tcp:dns",
+            "TCP:count",
+        ] {
+            let e = Inetd::parse(spec).unwrap_err();
+            assert!(
+                e.starts_with("--inetd: expected tcp:SERVICE"),
+                "{spec}: {e}"
+            );
+            assert!(e.ends_with(&format!("got '{spec}'")), "{spec}: {e}");
+        }
+        assert_eq!(
+            Inetd::parse("udp:count"),
+            Err("--inetd: count runs on tcp only, got 'udp:count'".to_string())
+        );
+    }
+
+    #[test]
+    fn the_console_and_an_inetd_cannot_share_standard_input() {
+        let both = Config {
+            console: true,
+            inetd: Some(Inetd::parse("tcp:ack").unwrap()),
+            ..Config::default()
+        };
+        assert_eq!(both.validate(), Err(ConfigError::ConsoleWithInetd));
     }
 }

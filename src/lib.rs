@@ -21,7 +21,9 @@
 //! without I/O), `console` (the operator console), `proxy` (PROXY protocol headers), `udp`
 //! (the UDP services), `access` (`--allow`/`--deny`), `fairness` (the per-source limits),
 //! `privileges` (`--user`, `--chroot`), `deadline` (timers), `logging` and `narrate` (the log
-//! lines, repeats collapsed), `cli` (the command line), `args` (the ranges of its numbers).
+//! lines, repeats collapsed), `syslog` (the log under an inetd), `cli` (the command line),
+//! `args` (the ranges of its numbers), `systemd` (passed sockets: socket activation and
+//! `--inetd`; notifications).
 //! The behaviour is described in `docs/protocol.md`.
 
 #![warn(unreachable_pub)]
@@ -47,6 +49,7 @@ mod server;
 pub mod session;
 pub mod sockets;
 pub mod sockopts;
+mod syslog;
 pub mod systemd;
 pub mod udp;
 

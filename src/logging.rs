@@ -10,6 +10,12 @@
 //! standard error was the journal names another file, so the numbers are compared with
 //! fstat(2) of standard error, and the prefixes are only written when they match.
 //!
+//! When standard error is a socket and not the journal, it is an inetd's: the socket it
+//! passed, a client's. The lines go to syslog instead (`crate::syslog`), never to standard
+//! error, as `<PRI>oneloop[PID]: message` with the facility `daemon` (RFC 3164 without the
+//! timestamp and host name, which the local syslog daemon adds):
+//! `<30>oneloop[812]: listening on tcp 0.0.0.0:51423 (count), passed by the inetd`.
+//!
 //! At `trace`, repeats collapse (`crate::narrate`), and the `mio` crate's own trace lines are
 //! left out unless `RUST_LOG` names `mio` (`RUST_LOG=trace,mio=trace`): the daemon's trace
 //! tells what mio does in its own words.
@@ -23,18 +29,49 @@ use std::sync::Mutex;
 use log::Level;
 
 use crate::narrate::{Collapse, Verdict};
+use crate::syslog::Syslog;
+
+/// Where the lines go, and so how each starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Style {
+    /// Standard error: `LEVEL message`.
+    Plain,
+    /// Standard error, which is the journal: `<6>LEVEL message`.
+    Journal,
+    /// Syslog: `<30>oneloop[PID]: message`.
+    Syslog { pid: u32 },
+}
+
+/// The syslog facility `daemon` (RFC 3164), times 8 as a priority holds it.
+const FACILITY_DAEMON: u8 = 3 << 3;
 
 /// Sets up the log as the module documentation describes. A second call changes nothing.
 pub fn init_logging() {
-    let journal = stderr_is_journal();
+    let stderr = stderr_stat();
+    let style = if names_stream(
+        std::env::var_os("JOURNAL_STREAM").as_deref(),
+        stderr.map(file_id),
+    ) {
+        Style::Journal
+    } else if stderr.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK) {
+        Style::Syslog {
+            pid: std::process::id(),
+        }
+    } else {
+        Style::Plain
+    };
     let collapse = Mutex::new(Collapse::default());
     let env = env_logger::Env::default().default_filter_or("info");
-    let _ = env_logger::Builder::new()
+    let mut builder = env_logger::Builder::new();
+    if matches!(style, Style::Syslog { .. }) {
+        builder.target(env_logger::Target::Pipe(Box::new(Syslog::open())));
+    }
+    let _ = builder
         .filter_module("mio", log::LevelFilter::Info)
         .parse_env(env)
         .format(move |buf, record| {
             if !log::log_enabled!(Level::Trace) {
-                return write_line(buf, journal, record.level(), *record.args());
+                return write_line(buf, style, record.level(), *record.args());
             }
             // Only while trace is on: each line is compared with the last ones.
             let text = record.args().to_string();
@@ -46,9 +83,9 @@ pub fn init_logging() {
                 Verdict::Skip => Ok(()),
                 Verdict::Show { summary } => {
                     if let Some(summary) = summary {
-                        write_line(buf, journal, Level::Trace, format_args!("{summary}"))?;
+                        write_line(buf, style, Level::Trace, format_args!("{summary}"))?;
                     }
-                    write_line(buf, journal, record.level(), format_args!("{text}"))
+                    write_line(buf, style, record.level(), format_args!("{text}"))
                 }
             }
         })
@@ -57,7 +94,10 @@ pub fn init_logging() {
 
 /// Whether standard error is the journal: `JOURNAL_STREAM` names its device and inode.
 pub fn stderr_is_journal() -> bool {
-    names_stream(std::env::var_os("JOURNAL_STREAM").as_deref(), stderr_file())
+    names_stream(
+        std::env::var_os("JOURNAL_STREAM").as_deref(),
+        stderr_stat().map(file_id),
+    )
 }
 
 /// Whether `journal_stream`, the value of `JOURNAL_STREAM`, names the file `stderr` (its
@@ -82,73 +122,97 @@ fn names_stream(journal_stream: Option<&OsStr>, stderr: Option<(u64, u64)>) -> b
     }
 }
 
-/// The device and inode numbers of standard error, or `None` when it is not open.
-fn stderr_file() -> Option<(u64, u64)> {
+/// fstat(2) of standard error, or `None` when it is not open.
+fn stderr_stat() -> Option<libc::stat> {
     let mut stat = MaybeUninit::<libc::stat>::uninit();
     // SAFETY: fstat fills in `stat` when it returns 0.
     if unsafe { libc::fstat(libc::STDERR_FILENO, stat.as_mut_ptr()) } != 0 {
         return None;
     }
     // SAFETY: filled in by the successful fstat.
-    let stat = unsafe { stat.assume_init() };
-    #[allow(clippy::unnecessary_cast)] // dev_t and ino_t are not u64 everywhere
-    Some((stat.st_dev as u64, stat.st_ino as u64))
+    Some(unsafe { stat.assume_init() })
 }
 
-/// The syslog priority prefix of a level.
-fn priority(level: Level) -> &'static str {
+/// The device and inode numbers of a file.
+fn file_id(stat: libc::stat) -> (u64, u64) {
+    #[allow(clippy::unnecessary_cast)] // dev_t and ino_t are not u64 everywhere
+    (stat.st_dev as u64, stat.st_ino as u64)
+}
+
+/// The syslog severity of a level (sd-daemon(3), RFC 3164).
+fn severity(level: Level) -> u8 {
     match level {
-        Level::Error => "<3>",
-        Level::Warn => "<4>",
-        Level::Info => "<6>",
-        Level::Debug | Level::Trace => "<7>",
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
     }
 }
 
-/// Writes one log line: `LEVEL message`, after its priority prefix when `journal`.
+/// Writes one log line in `style`, `\n` included.
 fn write_line(
     out: &mut impl Write,
-    journal: bool,
+    style: Style,
     level: Level,
     message: fmt::Arguments<'_>,
 ) -> io::Result<()> {
-    if journal {
-        out.write_all(priority(level).as_bytes())?;
+    match style {
+        Style::Plain => writeln!(out, "{level:<5} {message}"),
+        Style::Journal => writeln!(out, "<{}>{level:<5} {message}", severity(level)),
+        Style::Syslog { pid } => {
+            let priority = FACILITY_DAEMON + severity(level);
+            writeln!(out, "<{priority}>oneloop[{pid}]: {message}")
+        }
     }
-    writeln!(out, "{level:<5} {message}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn line(journal: bool, level: Level, message: fmt::Arguments<'_>) -> String {
+    fn line(style: Style, level: Level, message: fmt::Arguments<'_>) -> String {
         let mut out = Vec::new();
-        write_line(&mut out, journal, level, message).unwrap();
+        write_line(&mut out, style, level, message).unwrap();
         String::from_utf8(out).unwrap()
     }
 
     #[test]
     fn lines_are_level_and_message() {
         assert_eq!(
-            line(false, Level::Info, format_args!("listening on {}", 7)),
+            line(
+                Style::Plain,
+                Level::Info,
+                format_args!("listening on {}", 7)
+            ),
             "INFO  listening on 7\n"
         );
-        assert_eq!(line(false, Level::Error, format_args!("x")), "ERROR x\n");
-        assert_eq!(line(false, Level::Trace, format_args!("x")), "TRACE x\n");
+        assert_eq!(
+            line(Style::Plain, Level::Error, format_args!("x")),
+            "ERROR x\n"
+        );
+        assert_eq!(
+            line(Style::Plain, Level::Trace, format_args!("x")),
+            "TRACE x\n"
+        );
     }
 
     #[test]
-    fn journal_lines_start_with_their_priority() {
-        for (level, want) in [
-            (Level::Error, "<3>ERROR x\n"),
-            (Level::Warn, "<4>WARN  x\n"),
-            (Level::Info, "<6>INFO  x\n"),
-            (Level::Debug, "<7>DEBUG x\n"),
-            (Level::Trace, "<7>TRACE x\n"),
+    fn journal_lines_start_with_their_priority_and_syslog_lines_with_the_daemons() {
+        let syslog = Style::Syslog { pid: 812 };
+        for (level, journal, daemon) in [
+            (Level::Error, "<3>ERROR x\n", "<27>oneloop[812]: x\n"),
+            (Level::Warn, "<4>WARN  x\n", "<28>oneloop[812]: x\n"),
+            (Level::Info, "<6>INFO  x\n", "<30>oneloop[812]: x\n"),
+            (Level::Debug, "<7>DEBUG x\n", "<31>oneloop[812]: x\n"),
+            (Level::Trace, "<7>TRACE x\n", "<31>oneloop[812]: x\n"),
         ] {
-            assert_eq!(line(true, level, format_args!("x")), want);
+            assert_eq!(line(Style::Journal, level, format_args!("x")), journal);
+            assert_eq!(line(syslog, level, format_args!("x")), daemon);
         }
+        assert_eq!(
+            line(syslog, Level::Info, format_args!("listening on {}", 7)),
+            "<30>oneloop[812]: listening on 7\n"
+        );
     }
 
     #[test]
@@ -186,6 +250,6 @@ mod tests {
     #[test]
     fn standard_error_has_a_device_and_inode() {
         // The test harness leaves standard error open.
-        assert!(stderr_file().is_some());
+        assert!(stderr_stat().is_some());
     }
 }

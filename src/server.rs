@@ -258,6 +258,8 @@ enum LoopTimer {
     AcceptRetry,
     /// `WATCHDOG=1` is due (only when the service manager asked for it).
     Watchdog,
+    /// Nothing has been open for `--exit-idle`: the daemon stops.
+    ExitIdle,
 }
 
 /// When each loop timer is due; `None` while it is not armed.
@@ -266,6 +268,7 @@ struct LoopTimers {
     drain_end: Option<Millis>,
     accept_retry: Option<Millis>,
     watchdog: Option<Millis>,
+    exit_idle: Option<Millis>,
 }
 
 impl LoopTimers {
@@ -274,6 +277,7 @@ impl LoopTimers {
             LoopTimer::DrainEnd => &mut self.drain_end,
             LoopTimer::AcceptRetry => &mut self.accept_retry,
             LoopTimer::Watchdog => &mut self.watchdog,
+            LoopTimer::ExitIdle => &mut self.exit_idle,
         }
     }
 
@@ -291,6 +295,7 @@ impl LoopTimers {
             LoopTimer::DrainEnd => self.drain_end.is_some(),
             LoopTimer::AcceptRetry => self.accept_retry.is_some(),
             LoopTimer::Watchdog => self.watchdog.is_some(),
+            LoopTimer::ExitIdle => self.exit_idle.is_some(),
         }
     }
 
@@ -300,7 +305,8 @@ impl LoopTimers {
         let drain = self.drain_end.map(|at| (at, LoopTimer::DrainEnd));
         let accept = self.accept_retry.map(|at| (at, LoopTimer::AcceptRetry));
         let watchdog = self.watchdog.map(|at| (at, LoopTimer::Watchdog));
-        earlier(earlier(drain, accept), watchdog)
+        let idle = self.exit_idle.map(|at| (at, LoopTimer::ExitIdle));
+        earlier(earlier(drain, accept), earlier(watchdog, idle))
     }
 
     /// Takes the earliest timer if it is due at `now`.
@@ -311,6 +317,20 @@ impl LoopTimers {
             timer
         })
     }
+}
+
+/// When the daemon is to stop for lack of work (`--exit-idle`), seen at `now`: `exit_idle`
+/// after now while it serves with nothing open, else never (`None`: the timer is disarmed).
+/// The loop asks again whenever that may change: at start, when a connection arrives, when
+/// the last one leaves, and when a datagram arrives (which restarts the wait).
+fn idle_deadline(
+    exit_idle: Duration,
+    lifecycle: Lifecycle,
+    open: usize,
+    now: Millis,
+) -> Option<Millis> {
+    let idle = lifecycle == Lifecycle::Serving && open == 0;
+    (idle && !exit_idle.is_zero()).then(|| after(now, exit_idle))
 }
 
 /// The earlier of two optional due times (the first on a tie).
@@ -339,6 +359,7 @@ impl std::fmt::Display for Due {
             Due::Loop(LoopTimer::DrainEnd) => f.write_str("the end of the grace period"),
             Due::Loop(LoopTimer::AcceptRetry) => f.write_str("the time to try accepting again"),
             Due::Loop(LoopTimer::Watchdog) => f.write_str("the next watchdog ping"),
+            Due::Loop(LoopTimer::ExitIdle) => f.write_str("the end of the idle time (--exit-idle)"),
             Due::DropLog => f.write_str("the drop log's summary line"),
             Due::RateTables => f.write_str("the rate tables' clean-up"),
         }
@@ -391,19 +412,14 @@ impl Server {
                     Source::Udp(sockets::udp_socket(asked.addr, &config.sockets).map_err(cannot)?)
                 }
             };
-            opened.push((asked.transport, asked.service, source, ""));
+            opened.push((asked.transport, asked.service, source, None));
         }
         for a in activated {
             let source = match a.transport {
                 Transport::Tcp => Source::Listener(TcpListener::from_std(a.socket.into())),
                 Transport::Udp => Source::Udp(mio::net::UdpSocket::from_std(a.socket.into())),
             };
-            opened.push((
-                a.transport,
-                a.service,
-                source,
-                ", passed by the service manager",
-            ));
+            opened.push((a.transport, a.service, source, Some(a.by)));
         }
         let mut instances = Vec::with_capacity(opened.len());
         let mut sources = Vec::with_capacity(opened.len());
@@ -431,7 +447,10 @@ impl Server {
                 service,
                 addr,
             };
-            info!("listening on {instance}{origin}");
+            match origin {
+                Some(by) => info!("listening on {instance}, passed by {by}"),
+                None => info!("listening on {instance}"),
+            }
             instances.push(instance);
             sources.push(source);
         }
@@ -526,6 +545,7 @@ impl Server {
         if self.notifier.watchdog_every.is_some() {
             self.loop_timers.arm(LoopTimer::Watchdog, self.clock.now());
         }
+        self.rearm_exit_idle(self.clock.now());
         while self.lifecycle != Lifecycle::Stopping {
             // The nearest due time, once a pass: it sets the poll's timeout, and after the
             // events it says whether anything is due (a pass with nothing armed, such as one
@@ -612,7 +632,13 @@ impl Server {
                 let source = t - FIRST_SOURCE;
                 match self.sources.get(source) {
                     Some(Source::Listener(_)) => self.accept_until_would_block(source, pass.get()),
-                    Some(Source::Udp(_)) => self.serve_datagrams(source),
+                    Some(Source::Udp(_)) => {
+                        self.serve_datagrams(source);
+                        if !self.config.exit_idle.is_zero() {
+                            // A datagram is work: the idle time starts again.
+                            self.rearm_exit_idle(pass.get());
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -839,6 +865,7 @@ impl Server {
         let answered = conn.state() == State::Answered;
         let inserted = self.conns.insert(conn);
         debug_assert_eq!(inserted, key);
+        self.rearm_exit_idle(now);
         if answered {
             // Everything was said at open (`time`, or a refusal): go on to the graceful close.
             self.pump(key, now);
@@ -1053,6 +1080,14 @@ impl Server {
         }
         self.give_back_memory();
         self.resume_accepting(now);
+        self.rearm_exit_idle(now);
+    }
+
+    /// Arms the `--exit-idle` timer while nothing is open, and disarms it otherwise.
+    fn rearm_exit_idle(&mut self, now: Millis) {
+        let open = self.conns.len();
+        let at = idle_deadline(self.config.exit_idle, self.lifecycle, open, now);
+        *self.loop_timers.slot(LoopTimer::ExitIdle) = at;
     }
 
     /// After a peak, gives back the memory of slots no connection uses: once fewer than a
@@ -1108,6 +1143,15 @@ impl Server {
                     self.notifier.watchdog();
                     if let Some(every) = self.notifier.watchdog_every {
                         self.loop_timers.arm(LoopTimer::Watchdog, after(now, every));
+                    }
+                }
+                LoopTimer::ExitIdle => {
+                    // A client that connected since the poll woke is served in full, not
+                    // only for the grace period.
+                    self.accept_on_every_listener(now);
+                    if self.conns.is_empty() {
+                        let idle = self.config.exit_idle.as_secs_f64();
+                        self.request_stop(&format!("nothing open for {idle} s (--exit-idle)"), now);
                     }
                 }
             }
@@ -1211,6 +1255,7 @@ impl Server {
         // their service. Each leaves the poll as it closes.
         self.sources.fill_with(|| Source::Closed);
         self.loop_timers.disarm(LoopTimer::AcceptRetry);
+        self.loop_timers.disarm(LoopTimer::ExitIdle);
         self.loop_timers
             .arm(LoopTimer::DrainEnd, after(now, self.config.shutdown_grace));
         let status = format!(
@@ -1429,6 +1474,37 @@ mod tests {
         assert!(!t.disarm(LoopTimer::Watchdog));
         assert!(!t.is_armed(LoopTimer::Watchdog));
         assert_eq!(t.next(), None);
+    }
+
+    #[test]
+    fn the_idle_timer_comes_with_exit_idle_only_while_nothing_is_open() {
+        let secs = Duration::from_secs(2);
+        assert_eq!(idle_deadline(secs, Lifecycle::Serving, 0, 1000), Some(3000));
+        // A connection held, or lingering, is work.
+        assert_eq!(idle_deadline(secs, Lifecycle::Serving, 1, 1000), None);
+        // Off: never armed.
+        assert_eq!(
+            idle_deadline(Duration::ZERO, Lifecycle::Serving, 0, 1000),
+            None
+        );
+        // Stopping already: the grace period's timer governs.
+        assert_eq!(idle_deadline(secs, Lifecycle::Draining, 0, 1000), None);
+        assert_eq!(idle_deadline(secs, Lifecycle::Stopping, 0, 1000), None);
+        // Whole milliseconds, and a fraction of a second is kept.
+        let ms = Duration::from_millis(1500);
+        assert_eq!(idle_deadline(ms, Lifecycle::Serving, 0, 0), Some(1500));
+    }
+
+    #[test]
+    fn the_idle_timer_is_one_of_the_loops_timers() {
+        let mut t = LoopTimers::default();
+        t.arm(LoopTimer::ExitIdle, 50);
+        t.arm(LoopTimer::Watchdog, 60);
+        assert_eq!(t.next(), Some((50, LoopTimer::ExitIdle)));
+        assert!(t.is_armed(LoopTimer::ExitIdle));
+        assert_eq!(t.pop_due(55), Some(LoopTimer::ExitIdle));
+        assert!(!t.is_armed(LoopTimer::ExitIdle));
+        assert_eq!(t.next(), Some((60, LoopTimer::Watchdog)));
     }
 
     #[test]

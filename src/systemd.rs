@@ -8,6 +8,9 @@
 //! the socket itself. A passed socket is only ever closed, never shut down: systemd keeps its
 //! own copy and hands it to the next instance.
 //!
+//! An inetd in "wait" mode (`--inetd tcp:count`) passes one socket the same way, as standard
+//! input; the flag gives its service. It is checked like the others and served with them.
+//!
 //! Notifications go to `NOTIFY_SOCKET` when it is set, and nowhere otherwise, so the same
 //! binary runs under systemd and without it.
 
@@ -20,7 +23,7 @@ use log::{debug, warn};
 use sd_notify::NotifyState;
 use socket2::{Domain, Socket, Type};
 
-use crate::config::{Service, Transport};
+use crate::config::{Inetd, Service, Transport};
 use crate::sockets::reason;
 
 /// A socket handed over by the service manager, with the name it was given.
@@ -36,7 +39,31 @@ pub struct Activated {
     pub socket: Socket,
     pub transport: Transport,
     pub service: Service,
+    pub by: PassedBy,
 }
+
+/// Who passed a socket (the `listening on` line says so).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassedBy {
+    /// systemd's socket activation (`LISTEN_FDS`).
+    ServiceManager,
+    /// An inetd, on standard input (`--inetd`).
+    Inetd,
+}
+
+impl std::fmt::Display for PassedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PassedBy::ServiceManager => "the service manager",
+            PassedBy::Inetd => "the inetd",
+        })
+    }
+}
+
+/// What to tell the user of a passed TCP socket that does not listen.
+const NOT_LISTENING_UNDER_SYSTEMD: &str = "use Accept=no in the socket unit";
+const NOT_LISTENING_UNDER_INETD: &str =
+    "the inetd passes a listening socket only to a wait service: use wait, not nowait";
 
 /// Takes the sockets passed by socket activation, if any, and clears the variables that
 /// announced them so that no child process inherits them.
@@ -69,7 +96,8 @@ pub fn assign(passed: Vec<Passed>, map: &[(String, Service)]) -> Result<Vec<Acti
         .into_iter()
         .map(|p| {
             let what = format!("passed socket '{}' (fd {})", p.name, p.socket.as_raw_fd());
-            let transport = transport_of(&p.socket).map_err(|why| format!("{what} {why}"))?;
+            let transport = transport_of(&p.socket, NOT_LISTENING_UNDER_SYSTEMD)
+                .map_err(|why| format!("{what} {why}"))?;
             let service = map
                 .iter()
                 .find(|(name, _)| *name == p.name)
@@ -87,21 +115,73 @@ pub fn assign(passed: Vec<Passed>, map: &[(String, Service)]) -> Result<Vec<Acti
                     "{what} is a datagram (UDP) socket, and {service} runs on tcp only"
                 ));
             }
-            p.socket
-                .set_nonblocking(true)
-                .map_err(|e| format!("{what} cannot be made non-blocking: {}", reason(&e)))?;
-            Ok(Activated {
-                socket: p.socket,
-                transport,
-                service,
-            })
+            let by = PassedBy::ServiceManager;
+            prepare(p.socket, &what, transport, service, by)
         })
         .collect()
 }
 
+/// Takes standard input as the socket an inetd passed (`--inetd`).
+///
+/// Crate-private, and called once: the socket then owns descriptor 0 and closes it.
+pub(crate) fn take_inetd() -> Socket {
+    // SAFETY: the daemon takes descriptor 0 once, with `--inetd` only, which rules out the
+    // console (the only other reader of standard input).
+    Socket::from(unsafe { OwnedFd::from_raw_fd(libc::STDIN_FILENO) })
+}
+
+/// Checks the socket an inetd passed for `asked`: a listening TCP socket (a "wait" stream
+/// service) or a bound UDP socket, of the transport the flag names.
+pub fn inetd(socket: Socket, asked: Inetd) -> Result<Activated, String> {
+    let what = format!(
+        "standard input (fd {}, --inetd {asked})",
+        socket.as_raw_fd()
+    );
+    let transport =
+        transport_of(&socket, NOT_LISTENING_UNDER_INETD).map_err(|why| format!("{what} {why}"))?;
+    if transport != asked.transport {
+        let kind = match transport {
+            Transport::Tcp => "a stream (TCP)",
+            Transport::Udp => "a datagram (UDP)",
+        };
+        return Err(format!(
+            "{what} is {kind} socket: use --inetd {transport}:SERVICE, or a {} line in the \
+             inetd's configuration",
+            match asked.transport {
+                Transport::Tcp => "stream tcp",
+                Transport::Udp => "dgram udp",
+            }
+        ));
+    }
+    prepare(socket, &what, transport, asked.service, PassedBy::Inetd)
+}
+
+/// A checked passed socket, made non-blocking and close-on-exec (`what` names it in errors).
+fn prepare(
+    socket: Socket,
+    what: &str,
+    transport: Transport,
+    service: Service,
+    by: PassedBy,
+) -> Result<Activated, String> {
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| format!("{what} cannot be made non-blocking: {}", reason(&e)))?;
+    socket
+        .set_cloexec(true)
+        .map_err(|e| format!("{what} cannot be made close-on-exec: {}", reason(&e)))?;
+    Ok(Activated {
+        socket,
+        transport,
+        service,
+        by,
+    })
+}
+
 /// The transport of a passed socket the daemon can serve; else what is wrong with it, as
-/// the end of a sentence that names the socket.
-fn transport_of(socket: &Socket) -> Result<Transport, String> {
+/// the end of a sentence that names the socket. `not_listening` is the advice for a TCP
+/// socket that does not listen.
+fn transport_of(socket: &Socket, not_listening: &str) -> Result<Transport, String> {
     let cannot = |what: &str, e: io::Error| match e.raw_os_error() {
         Some(libc::ENOTSOCK) => "is not a socket".to_string(),
         _ => format!("cannot be inspected ({what}: {})", reason(&e)),
@@ -132,9 +212,9 @@ fn transport_of(socket: &Socket) -> Result<Transport, String> {
             .is_listener()
             .map_err(|e| cannot("SO_ACCEPTCONN", e))?
     {
-        return Err(
-            "is a TCP socket that is not listening (use Accept=no in the socket unit)".into(),
-        );
+        return Err(format!(
+            "is a TCP socket that is not listening ({not_listening})"
+        ));
     }
     // A listening TCP socket always has a port; a UDP socket only once bound.
     if transport == Transport::Udp
@@ -364,6 +444,58 @@ mod tests {
                 e.contains("is not an IPv4 or IPv6 socket (address family 17)"),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn an_inetd_socket_takes_the_flags_service_and_is_prepared() {
+        let asked = Inetd::parse("udp:time").unwrap();
+        // As an inetd passes it: inherited, so without close-on-exec.
+        let socket = passed("", Type::DGRAM, false).socket;
+        socket.set_cloexec(false).unwrap();
+        let got = inetd(socket, asked).unwrap();
+        assert_eq!(
+            (got.transport, got.service, got.by),
+            (Transport::Udp, Service::Time, PassedBy::Inetd)
+        );
+        assert!(got.socket.nonblocking().unwrap());
+        // SAFETY: F_GETFD on a descriptor the socket owns.
+        let flags = unsafe { libc::fcntl(got.socket.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+        let asked = Inetd::parse("tcp:count").unwrap();
+        let got = inetd(passed("", Type::STREAM, true).socket, asked).unwrap();
+        assert_eq!(
+            (got.transport, got.service),
+            (Transport::Tcp, Service::Count)
+        );
+    }
+
+    #[test]
+    fn an_inetd_socket_of_the_wrong_kind_is_refused_naming_the_flag() {
+        let count = Inetd::parse("tcp:count").unwrap();
+        let echo = Inetd::parse("udp:echo").unwrap();
+        for (p, asked, says) in [
+            (
+                passed("", Type::DGRAM, false),
+                count,
+                "is a datagram (UDP) socket: use --inetd udp:SERVICE, or a stream tcp line",
+            ),
+            (
+                passed("", Type::STREAM, true),
+                echo,
+                "is a stream (TCP) socket: use --inetd tcp:SERVICE, or a dgram udp line",
+            ),
+            (
+                passed("", Type::STREAM, false),
+                count,
+                "is a TCP socket that is not listening (the inetd passes a listening socket \
+                 only to a wait service: use wait, not nowait)",
+            ),
+        ] {
+            let fd = p.socket.as_raw_fd();
+            let e = inetd(p.socket, asked).unwrap_err();
+            let what = format!("standard input (fd {fd}, --inetd {asked})");
+            assert!(e.starts_with(&format!("{what} {says}")), "{e}");
         }
     }
 }

@@ -447,6 +447,16 @@ pub fn context_switches(pid: i32) -> (u64, u64) {
     )
 }
 
+/// Says that `test` is skipped for want of `missing` (root, a command); under CI
+/// (`CI=true`), where a skip would hide the test, fails it instead.
+pub fn skip_for_want_of(test: &str, missing: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} needs {missing}, which CI must have"
+    );
+    eprintln!("{test}: skipped: needs {missing}");
+}
+
 /// Polls `cond` (bounded) until it holds.
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
