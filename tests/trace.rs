@@ -29,7 +29,7 @@ fn a_count_connection_from_accept_to_close() {
         "conn 0: write 48/48 bytes \"Welcome, 127.0.0.1:",
         "conn 0: registered with the poll, edge-triggered",
         "accept -> WouldBlock: the backlog is empty, back to the poll",
-        "poll: sleeping until conn 0's deadline (timeout 30.000 s)",
+        "poll: sleeping until conn 0's deadline (timeout ",
         "conn 0 readable",
         "conn 0: read 13 bytes \"hello, world\\n\"",
         "conn 0: serving -> answered: the request is complete",
@@ -37,6 +37,16 @@ fn a_count_connection_from_accept_to_close() {
         "conn 0: answered -> closed",
         "poll: sleeping, no deadline armed (timeout none)",
     ]);
+    // The idle timeout (30 s) less the milliseconds since the accept.
+    let timeout = p
+        .seen
+        .iter()
+        .find_map(|l| l.split("conn 0's deadline (timeout ").nth(1))
+        .and_then(|rest| rest.trim_end_matches(" s)").parse::<f64>().ok());
+    assert!(
+        timeout.is_some_and(|t| (29.0..=30.0).contains(&t)),
+        "{timeout:?}"
+    );
 }
 
 #[test]
