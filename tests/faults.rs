@@ -38,13 +38,6 @@ fn allow_open_files(needed: u64) {
     );
 }
 
-/// The descriptors a process has open now.
-fn open_descriptors(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("/proc/PID/fd")
-        .count()
-}
-
 /// The descriptors a process has open now numbered below `limit`: with `RLIMIT_NOFILE` at
 /// `limit`, the ones it can have made (it may have inherited others above).
 fn descriptors_below(pid: i32, limit: usize) -> usize {

@@ -8,13 +8,6 @@ use std::net::TcpStream;
 
 use common::*;
 
-/// The descriptors a process has open now.
-fn open_descriptors(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("/proc/PID/fd")
-        .count()
-}
-
 #[test]
 fn a_flood_of_refusals_holds_at_most_max_refusals_descriptors() {
     let mut p = Proc::spawn(

@@ -447,6 +447,13 @@ pub fn context_switches(pid: i32) -> (u64, u64) {
     )
 }
 
+/// How many descriptors process `pid` has open now.
+pub fn open_descriptors(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd")
+        .count()
+}
+
 /// Says that `test` is skipped for want of `missing` (root, a command); under CI
 /// (`CI=true`), where a skip would hide the test, fails it instead.
 pub fn skip_for_want_of(test: &str, missing: &str) {
