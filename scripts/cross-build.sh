@@ -18,9 +18,9 @@
 # load generator. `--load` builds with the default features (load generator included) instead.
 # `--build-std` (musl targets) builds the size-budget binary: a pinned nightly toolchain
 # (NIGHTLY, default nightly-2026-10-29) rebuilds the standard library without its backtrace
-# symbolizer (`-Z build-std-features=`: no gimli, addr2line, miniz, demangler), about 140 KiB
-# of the stable build's 576 KiB. Panics still print their message, without a backtrace. Its
-# binaries go to TARGET_DIR/build-std/TRIPLE/release/.
+# symbolizer (`-Z build-std-features=`: no gimli, addr2line, miniz, demangler): for aarch64
+# 401 KiB against the stable build's 690 KiB. Panics still print their message, without a
+# backtrace. Its binaries go to TARGET_DIR/build-std/TRIPLE/release/.
 # For armv7-musl the nightly has no rust-std component, whose self-contained directory holds
 # musl's C runtime for the other musl targets, so the script gathers one in
 # TARGET_DIR/armv7-musl-link/ (symbolic links): crt1.o, crti.o, crtn.o and libc.a from
