@@ -4,9 +4,9 @@
 #   bash scripts/deb.sh [--check] [amd64|arm64|armhf ...]     (all three when none is named)
 #
 # Each architecture's static binary, without the load generator, is built once by
-# scripts/cross-build.sh: the size-budget build (--build-std) for amd64
-# (x86_64-unknown-linux-musl) and arm64 (aarch64-unknown-linux-musl); for armhf the static
-# glibc build (armv7-unknown-linux-gnueabihf), the 32-bit ARM build cross-build.sh offers.
+# scripts/cross-build.sh: the size-budget build (--build-std, musl) for amd64
+# (x86_64-unknown-linux-musl), arm64 (aarch64-unknown-linux-musl) and armhf
+# (armv7-unknown-linux-musleabihf, linked against Debian's musl for armhf).
 # target/deb/units/ gets the units of contrib/systemd with the binary at /usr/bin/oneloop, and
 # `cargo deb --no-build --target TRIPLE` packages each binary as it is (Cargo.toml,
 # [package.metadata.deb]). The packages go to TARGET_DIR/deb/oneloop_VERSION-1_ARCH.deb.
@@ -18,7 +18,8 @@
 # makes with adduser. No unit is enabled or started: a default install opens no port.
 #
 # --check, what CI runs: packages amd64 and arm64 (rust-lld links both: nothing to install
-# but rustup components), and armhf when arm-linux-gnueabihf-gcc is installed; checks every
+# but rustup components), and armhf when arm-linux-gnueabihf-gcc is installed (cross-build.sh
+# adds musl-dev:armhf; the armhf build takes crtbegin.o and the unwinder from gcc); checks every
 # package with dpkg-deb --info and --contents (and its binary with `file`); installs the
 # amd64 one with dpkg -i under a /usr/sbin/policy-rc.d that forbids starting services, checks
 # the user, that nothing is enabled, `systemd-analyze verify` of the installed units, and one
@@ -26,9 +27,9 @@
 # dpkg --purge, which leave neither files nor the user; last, lintian on every package when
 # it installs (apt), failing on any error it reports.
 #
-# Time: --check takes about 25 s once the binaries are built. Building them adds about 80 s
-# for the amd64 size-budget build and 40 s for arm64 and armhf together (CI's earlier steps
-# build those two); the first run adds cargo-deb's install (about 80 s) and lintian's (about
+# Time: --check takes about 25 s once the binaries are built. Building them adds 1 to 2.5 min
+# per size-budget build (CI's earlier steps, qemu-smoke.sh --build-std and size-budget.sh,
+# build all three); the first run adds cargo-deb's install (about 80 s) and lintian's (about
 # a minute).
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -56,13 +57,11 @@ if [ ${#arches[@]} -eq 0 ]; then
     fi
 fi
 
-# Per architecture: the scripts/cross-build.sh arguments, the Rust target, the target
-# directory its binary is built in (a CARGO_TARGET_DIR), and what `file` says of the binary.
-declare -A build=([amd64]="x86_64 --build-std" [arm64]="aarch64 --build-std" [armhf]=armv7)
+# Per architecture: the scripts/cross-build.sh architecture (built --build-std, so its binary
+# is under TARGET_DIR/build-std), the Rust target, and what `file` says of the binary.
+declare -A build=([amd64]=x86_64 [arm64]=aarch64 [armhf]=armv7-musl)
 declare -A triple=([amd64]=$(triple_of x86_64) [arm64]=$(triple_of aarch64)
-    [armhf]=$(triple_of armv7))
-declare -A bin_dir=([amd64]=$TARGET_DIR/build-std [arm64]=$TARGET_DIR/build-std
-    [armhf]=$TARGET_DIR)
+    [armhf]=$(triple_of armv7-musl))
 declare -A machine=([amd64]="x86-64" [arm64]="ARM aarch64" [armhf]="ARM, EABI5")
 
 started=$SECONDS
@@ -94,16 +93,15 @@ out=$TARGET_DIR/deb
 mkdir -p "$out"
 debs=()
 for arch in "${arches[@]}"; do
-    # shellcheck disable=SC2086 # the arguments are words
-    "$ROOT/scripts/cross-build.sh" ${build[$arch]} >&2
+    "$ROOT/scripts/cross-build.sh" "${build[$arch]}" --build-std >&2
     deb=$out/oneloop_${version}-1_${arch}.deb
     rm -f "$deb"
-    CARGO_TARGET_DIR=${bin_dir[$arch]} cargo deb --quiet --no-build --no-strip \
+    CARGO_TARGET_DIR=$TARGET_DIR/build-std cargo deb --quiet --no-build --no-strip \
         --target "${triple[$arch]}" --output "$deb" >/dev/null
     [ -f "$deb" ] || die "cargo deb made no $deb"
     debs+=("$deb")
     printf '%s: %d bytes; binary %d bytes\n' "$deb" "$(stat -c %s "$deb")" \
-        "$(stat -c %s "${bin_dir[$arch]}/${triple[$arch]}/release/oneloop")"
+        "$(stat -c %s "$TARGET_DIR/build-std/${triple[$arch]}/release/oneloop")"
 done
 [ "$check" -eq 1 ] || exit 0
 

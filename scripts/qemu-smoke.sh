@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Smoke test of the static aarch64 and armv7 release binaries under qemu-user-static.
+# Smoke test of the static aarch64 and 32-bit ARM release binaries under qemu-user-static.
 #
-#   scripts/qemu-smoke.sh [--build-std] [aarch64] [armv7]        (both when none is given)
+#   scripts/qemu-smoke.sh [--build-std] [aarch64] [armv7] [armv7-musl]
 #
-# `--build-std` tests the size-budget builds (scripts/cross-build.sh --build-std; musl only).
+# With none named: aarch64 and armv7 (static glibc), or with `--build-std`, which tests the
+# size-budget builds (scripts/cross-build.sh --build-std; musl only), aarch64 and armv7-musl.
 #
 # For each: builds it (scripts/cross-build.sh), starts
 #   qemu-ARCH-static oneloop --tcp count@127.0.0.1:0 --udp time@127.0.0.1:0
@@ -27,7 +28,10 @@ for arg in "$@"; do
         *) arches+=("$arg") ;;
     esac
 done
-[ ${#arches[@]} -eq 0 ] && arches=(aarch64 armv7)
+if [ ${#arches[@]} -eq 0 ]; then
+    arches=(aarch64 armv7)
+    [ ${#build[@]} -eq 0 ] || arches=(aarch64 armv7-musl)
+fi
 need_apt qemu-user-static python3
 "$ROOT/scripts/cross-build.sh" "${arches[@]}" "${build[@]}" >/dev/null
 
