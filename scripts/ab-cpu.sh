@@ -8,6 +8,7 @@
 # request from /proc/PID/stat.
 source "$(dirname "$0")/lib.sh"
 [ $# -ge 2 ] || die "usage: ab-cpu.sh OLD_BINARY NEW_BINARY [SECONDS] [ROUNDS]"
+# shellcheck disable=SC2034 # OLD and NEW are read through ${!build} below
 OLD="$1" NEW="$2" SECS="${3:-10}" ROUNDS="${4:-3}"
 TICK="$(getconf CLK_TCK)"
 log="$(mktemp)"
