@@ -254,3 +254,73 @@ pub fn bar_chart(title: &str, y_label: &str, bars: &[(String, Option<f64>)], log
     svg.push_str("</svg>\n");
     svg
 }
+
+/// One line of an x-y chart: its points, in the order they are joined.
+pub struct Curve {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Lines through points on a numeric x axis and a logarithmic y axis, one per curve, with a
+/// legend at the right. The x axis runs over `x_ticks` (position, label) when given, else from
+/// zero to the largest x with round ticks.
+pub fn xy_chart(
+    title: &str,
+    x_title: &str,
+    y_label: &str,
+    x_ticks: Option<&[(f64, String)]>,
+    curves: &[Curve],
+) -> String {
+    let all = curves.iter().flat_map(|c| c.points.iter().map(|p| p.1));
+    let scale = Scale::new(all, true);
+    let mut svg = frame(title, y_label, &scale);
+    let ticks: Vec<(f64, String)> = match x_ticks {
+        Some(t) => t.to_vec(),
+        None => {
+            let max = curves
+                .iter()
+                .flat_map(|c| c.points.iter().map(|p| p.0))
+                .fold(0.0, f64::max);
+            let step = nice_step(max / 5.0);
+            let n = (max / step).ceil().max(1.0) as usize;
+            (0..=n)
+                .map(|i| (i as f64 * step, short(i as f64 * step)))
+                .collect()
+        }
+    };
+    let (low, high) = match (ticks.first(), ticks.last()) {
+        (Some(a), Some(b)) if b.0 > a.0 => (a.0, b.0),
+        _ => (0.0, 1.0),
+    };
+    let x = |v: f64| LEFT + (v - low) / (high - low) * (WIDTH - LEFT - RIGHT);
+    for (at, label) in &ticks {
+        x_label(&mut svg, x(*at), label);
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+        (LEFT + WIDTH - RIGHT) / 2.0,
+        HEIGHT - 10.0,
+        escape(x_title)
+    );
+    for (k, c) in curves.iter().enumerate() {
+        let colour = COLOURS[k % COLOURS.len()];
+        let mut path = String::new();
+        for (i, &(px, py)) in c.points.iter().filter(|p| p.1 > 0.0).enumerate() {
+            let (cx, cy) = (x(px), scale.y(py));
+            let _ = write!(path, "{}{cx:.1},{cy:.1} ", if i == 0 { "M" } else { "L" });
+            let _ = writeln!(
+                svg,
+                "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"3\" fill=\"{colour}\"/>"
+            );
+        }
+        let _ = writeln!(
+            svg,
+            "<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
+            path.trim_end()
+        );
+        legend(&mut svg, k, &c.name, colour);
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
