@@ -2,7 +2,7 @@
 //! (`serial`), a thread per connection (`threads`), a fixed pool of blocking workers (`pool`),
 //! and tokio on one thread (`tokio-ct`) and on its default workers (`tokio-mt`).
 //!
-//! `cargo bench --bench compare` runs every scenario, three rounds each (about 25 minutes on
+//! `cargo bench --bench compare` runs every scenario, three rounds each (about 30 minutes on
 //! 2 CPUs); `cargo bench --bench compare -- --quick` runs one short round (about 2 minutes).
 //! `--server NAME=COMMAND` adds any program that serves the same protocol; `--only` and
 //! `--scenarios` pick designs and scenarios (`--help` lists every option).

@@ -177,32 +177,45 @@ pub fn line_chart(
         x_label(&mut svg, slot_x(i, categories.len()), c);
     }
     for (k, s) in series.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
-        // Consecutive values join; a missing one breaks the line.
-        let mut path = String::new();
-        let mut pen_down = false;
-        for (i, v) in s.values.iter().enumerate() {
-            let Some(v) = v.filter(|v| !log || *v > 0.0) else {
-                pen_down = false;
-                continue;
-            };
-            let (x, y) = (slot_x(i, categories.len()), scale.y(v));
-            let _ = write!(path, "{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" });
-            pen_down = true;
-            let _ = writeln!(
-                svg,
-                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{colour}\"/>"
-            );
-        }
-        let _ = writeln!(
-            svg,
-            "<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
-            path.trim_end()
-        );
-        legend(&mut svg, k, &s.name, colour);
+        let points = s.values.iter().enumerate().map(|(i, v)| {
+            let v = v.filter(|v| !log || *v > 0.0)?;
+            Some((slot_x(i, categories.len()), scale.y(v)))
+        });
+        draw_series(&mut svg, k, &s.name, points);
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// Series `k`, called `name`: a dot at each point (in pixels), consecutive points joined by a
+/// line that a `None` breaks, and its entry in the legend.
+fn draw_series(
+    svg: &mut String,
+    k: usize,
+    name: &str,
+    points: impl Iterator<Item = Option<(f64, f64)>>,
+) {
+    let colour = COLOURS[k % COLOURS.len()];
+    let mut path = String::new();
+    let mut pen_down = false;
+    for point in points {
+        let Some((x, y)) = point else {
+            pen_down = false;
+            continue;
+        };
+        let _ = write!(path, "{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" });
+        pen_down = true;
+        let _ = writeln!(
+            svg,
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{colour}\"/>"
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
+        path.trim_end()
+    );
+    legend(svg, k, name, colour);
 }
 
 fn legend(svg: &mut String, k: usize, name: &str, colour: &str) {
@@ -304,22 +317,9 @@ pub fn xy_chart(
         escape(x_title)
     );
     for (k, c) in curves.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
-        let mut path = String::new();
-        for (i, &(px, py)) in c.points.iter().filter(|p| p.1 > 0.0).enumerate() {
-            let (cx, cy) = (x(px), scale.y(py));
-            let _ = write!(path, "{}{cx:.1},{cy:.1} ", if i == 0 { "M" } else { "L" });
-            let _ = writeln!(
-                svg,
-                "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"3\" fill=\"{colour}\"/>"
-            );
-        }
-        let _ = writeln!(
-            svg,
-            "<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
-            path.trim_end()
-        );
-        legend(&mut svg, k, &c.name, colour);
+        let points = c.points.iter().filter(|p| p.1 > 0.0);
+        let points = points.map(|&(px, py)| Some((x(px), scale.y(py))));
+        draw_series(&mut svg, k, &c.name, points);
     }
     svg.push_str("</svg>\n");
     svg
