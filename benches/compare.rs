@@ -2,18 +2,27 @@
 //! (`serial`), a thread per connection (`threads`), a fixed pool of blocking workers (`pool`),
 //! and tokio on one thread (`tokio-ct`) and on its default workers (`tokio-mt`).
 //!
-//! `cargo bench --bench compare` runs every scenario, three rounds each (about 17 minutes on
-//! 2 CPUs); `cargo bench --bench compare -- --quick` runs one short round (about 80 s). Options
-//! after `--`: `--quick`, `--rounds N`, `--duration SECS` (per load run), and
-//! `--scenario NAME` (repeatable) to run only some of: concurrency, open-loop, idle-holders,
-//! rss, udp-echo, reuseport, syscalls. docs/performance.md explains the figures.
+//! `cargo bench --bench compare` runs every scenario, three rounds each (about 30 minutes on
+//! 2 CPUs); `cargo bench --bench compare -- --quick` runs one short round (about 2 minutes).
+//! `--server NAME=COMMAND` adds any program that serves the same protocol; `--only` and
+//! `--scenarios` pick designs and scenarios (`--help` lists every option).
+//! docs/performance.md explains the figures and the schema of `results.json`.
 //!
 //! Every design runs in a process of its own: oneloop is the binary cargo built beside this
-//! bench, and the variants are this bench executable started again as
-//! `compare --serve VARIANT`. The load is `oneloop load`. The server runs on CPU 0 and the load
-//! on CPU 1 where the machine allows. Tables go to stdout, progress to stderr, and `report.md`,
+//! bench, the variants are this bench executable started again as `compare --serve VARIANT`,
+//! and an external design is `sh -c COMMAND` in a process group of its own. The load is
+//! `oneloop load`. The server runs on CPU 0 and the load on CPU 1 where the machine allows.
+//! Tables go to stdout, progress to stderr, and `report.md`,
 //! `results.json` and SVG charts to `compare/` in the cargo target directory.
 
+#[path = "compare/cli.rs"]
+mod cli;
+#[path = "compare/curves.rs"]
+mod curves;
+#[path = "compare/designs.rs"]
+mod designs;
+#[path = "compare/procfs.rs"]
+mod procfs;
 #[path = "compare/procs.rs"]
 mod procs;
 #[path = "compare/protocol.rs"]
@@ -30,58 +39,49 @@ mod variants;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use scenarios::{Plan, SCENARIOS};
-
-const USAGE: &str = "usage: compare [--quick] [--rounds N] [--duration SECS] [--scenario NAME]...";
+use cli::Parsed;
+use scenarios::Plan;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mut quick = false;
-    let mut rounds = None;
-    let mut duration = None;
-    let mut only = Vec::new();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--serve" => {
-                let variant = args.next().unwrap_or_default();
-                return match variants::serve(&variant) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("compare --serve {variant}: {e}");
-                        ExitCode::FAILURE
-                    }
-                };
-            }
-            "--quick" => quick = true,
-            "--rounds" => rounds = args.next().and_then(|n| n.parse().ok()),
-            "--duration" => duration = args.next().and_then(|s| s.parse().ok()),
-            "--scenario" => only.push(args.next().unwrap_or_default()),
-            // cargo bench passes --bench.
-            "--bench" => {}
-            _ => {
-                eprintln!("compare: unknown argument {arg}\n{USAGE}");
-                return ExitCode::from(2);
-            }
+    let opts = match cli::parse(std::env::args().skip(1)) {
+        Ok(Parsed::Run(opts)) => opts,
+        Ok(Parsed::Serve(variant)) => {
+            return match variants::serve(&variant) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("compare --serve {variant}: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
-    }
-    if let Some(bad) = only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
-        eprintln!("compare: unknown scenario {bad:?}; the scenarios: {SCENARIOS:?}");
-        return ExitCode::from(2);
-    }
-    let mut plan = Plan::new(quick);
-    plan.rounds = rounds.unwrap_or(plan.rounds).max(1);
-    plan.duration = duration.unwrap_or(plan.duration);
-    plan.only = only;
-    if let Err(e) = scenarios::check_protocol(&plan) {
-        eprintln!("compare: {e}");
-        return ExitCode::FAILURE;
-    }
+        Ok(Parsed::Help) => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("compare: {e}\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let mut plan = Plan::new(opts.quick);
+    plan.rounds = opts.rounds.unwrap_or(plan.rounds);
+    plan.duration = opts.duration.unwrap_or(plan.duration);
+    plan.scenarios = opts.scenarios;
+    plan.designs = opts.designs;
+    let blocked = match scenarios::check_protocol(&plan) {
+        Ok(blocked) => blocked,
+        Err(e) => {
+            eprintln!("compare: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let machine = report::Machine::detect(plan.pin);
     let command = format!(
         "cargo bench --bench compare{}",
         std::env::args()
             .skip(1)
             .filter(|a| a != "--bench")
+            .map(|a| shell_word(&a))
             .fold(String::from(" --"), |all, a| all + " " + &a)
             .trim_end_matches(" --")
     );
@@ -90,13 +90,21 @@ fn main() -> ExitCode {
         machine.describe()
     );
     let mut tables = Vec::new();
-    let runs = scenarios::run_all(&plan, |scenario, runs| {
+    let (runs, capacities) = scenarios::run_all(&plan, &blocked, |scenario, runs| {
         let rows = report::rows(runs);
         println!("{}", report::table(scenario, &rows));
         tables.push((scenario, rows));
     });
     let dir = target_dir().join("compare");
-    match report::write(&dir, &machine, &command, &tables, &runs) {
+    let results = report::Results {
+        machine: &machine,
+        command: &command,
+        plan: &plan,
+        scenarios: &tables,
+        runs: &runs,
+        capacities: &capacities,
+    };
+    match report::write(&dir, &results) {
         Ok(()) => {
             println!("report, results and charts in {}", dir.display());
             ExitCode::SUCCESS
@@ -105,6 +113,20 @@ fn main() -> ExitCode {
             eprintln!("compare: cannot write {}: {e}", dir.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `word` as the shell would need it to read it back: quoted when it holds anything but
+/// letters, digits and `-_./=,:{}`.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:{}".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 

@@ -73,7 +73,7 @@ fn assert_schema(report: &Value) {
     );
     assert_eq!(
         keys(&report["latency_us"]),
-        ["max", "p50", "p90", "p99", "p999"]
+        ["max", "p50", "p90", "p99", "p999", "p9999"]
     );
     assert!(report["scenario"].is_string() && report["target"].is_string());
     assert!(report["rate"].is_null() || report["rate"].is_f64());
@@ -82,7 +82,7 @@ fn assert_schema(report: &Value) {
         assert!(report[key].is_u64(), "{key}");
     }
     let l = &report["latency_us"];
-    let p: Vec<u64> = ["p50", "p90", "p99", "p999", "max"]
+    let p: Vec<u64> = ["p50", "p90", "p99", "p999", "p9999", "max"]
         .iter()
         .map(|k| l[k].as_u64().expect("latency"))
         .collect();

@@ -10,6 +10,8 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::procfs;
+
 /// The CPU the server under test runs on, when pinning is possible.
 pub const SERVER_CPU: usize = 0;
 /// The CPU the load runs on.
@@ -93,14 +95,25 @@ impl std::ops::Add for CpuTime {
     }
 }
 
-/// A server under test: a child process that has announced its TCP and UDP addresses.
+/// A server under test: a child process that has announced its TCP and UDP addresses, or an
+/// external one (`sh -c COMMAND` leading a process group of its own) that listens on the ports
+/// it was given.
 pub struct Server {
     child: Child,
     /// What it writes on stderr after start-up (held so the pipe keeps draining).
-    _stderr: Receiver<String>,
+    stderr: Receiver<String>,
+    /// The same for stdout, for an external server.
+    stdout: Option<Receiver<String>>,
     pub tcp: SocketAddr,
     pub udp: SocketAddr,
+    /// Whether this is an external server: measured as a process tree, stopped as a group.
+    external: bool,
 }
+
+/// How long an external server has, after SIGTERM to its process group, before SIGKILL.
+const STOP_WITHIN: Duration = Duration::from_secs(2);
+/// How often an external server's ports are looked at while it starts.
+const START_POLL: Duration = Duration::from_millis(20);
 
 impl Server {
     /// Starts `argv` and waits (at most `within`) for its addresses: `tcp PORT udp PORT` on
@@ -135,14 +148,125 @@ impl Server {
         }
         Ok(Server {
             child,
-            _stderr: err,
+            stderr: err,
+            stdout: None,
             tcp: tcp.expect("tcp address"),
             udp: udp.expect("udp address"),
+            external: false,
         })
+    }
+
+    /// Runs `sh -c COMMAND` (with `{tcp}`, `{udp}` and `{host}` replaced, and the same in
+    /// `ONELOOP_TCP_PORT`, `ONELOOP_UDP_PORT` and `ONELOOP_HOST`) in a process group of its
+    /// own, on free ports this picks, and waits (at most `within`) until it listens on the TCP
+    /// port and, unless `tcp_only`, has bound the UDP one.
+    pub fn external(
+        command: &str,
+        tcp_only: bool,
+        cpu: Option<usize>,
+        within: Duration,
+    ) -> io::Result<Server> {
+        let host = "127.0.0.1";
+        let (tcp, udp) = (free_port(true)?, free_port(false)?);
+        let script = crate::cli::substitute(command, tcp, udp, host);
+        let argv = ["sh", "-c", &script].map(OsString::from);
+        let mut cmd = self::command(&argv, cpu);
+        cmd.env("ONELOOP_TCP_PORT", tcp.to_string())
+            .env("ONELOOP_UDP_PORT", udp.to_string())
+            .env("ONELOOP_HOST", host)
+            .process_group(0);
+        let mut child = cmd.spawn()?;
+        let out = lines(child.stdout.take().expect("piped stdout"));
+        let err = lines(child.stderr.take().expect("piped stderr"));
+        let mut server = Server {
+            child,
+            stderr: err,
+            stdout: Some(out),
+            tcp: SocketAddr::from(([127, 0, 0, 1], tcp)),
+            udp: SocketAddr::from(([127, 0, 0, 1], udp)),
+            external: true,
+        };
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(why) = server.exited() {
+                return Err(io::Error::other(format!(
+                    "{why} before listening on tcp {tcp}{}",
+                    server.said()
+                )));
+            }
+            if procfs::tcp_listening(tcp) && (tcp_only || procfs::udp_bound(udp)) {
+                return Ok(server);
+            }
+            if Instant::now() >= deadline {
+                let what = if procfs::tcp_listening(tcp) {
+                    format!("did not bind udp {udp}")
+                } else {
+                    format!("did not start listening on tcp {tcp}")
+                };
+                return Err(io::Error::other(format!(
+                    "{what} within {} s{}",
+                    within.as_secs_f64(),
+                    server.said()
+                )));
+            }
+            thread::sleep(START_POLL);
+        }
+    }
+
+    /// What an external server wrote so far, as ` (said: ...)`, or nothing.
+    fn said(&self) -> String {
+        let said: Vec<String> = (self.stdout.iter().chain([&self.stderr]))
+            .flat_map(|rx| rx.try_iter().collect::<Vec<_>>())
+            .collect();
+        if said.is_empty() {
+            String::new()
+        } else {
+            format!(" (it said: {})", said.join(" / "))
+        }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Why the server is gone: its first process exited, or (external) nothing listens on its
+    /// TCP port any more. None while it serves.
+    pub fn ended(&mut self) -> Option<String> {
+        if let Some(why) = self.exited() {
+            return Some(why);
+        }
+        let port = self.tcp.port();
+        (self.external && !procfs::tcp_listening(port))
+            .then(|| format!("stopped listening on tcp {port}"))
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(format!("exited ({status})")),
+            _ => None,
+        }
+    }
+
+    /// CPU time the server has used: the process with its threads, or for an external server
+    /// its whole tree (see [`procfs::tree_ticks`]).
+    pub fn cpu(&self) -> CpuTime {
+        if !self.external {
+            return cpu_time(self.pid());
+        }
+        let (user, sys) = procfs::tree_ticks(&procfs::all_stats(), self.pid());
+        CpuTime {
+            user_us: user as f64 * tick_us(),
+            sys_us: sys as f64 * tick_us(),
+        }
+    }
+
+    /// Resident memory in KiB: the process's, or the sum over an external server's tree.
+    pub fn rss_kib(&self) -> Option<u64> {
+        if !self.external {
+            return rss_kib(self.pid());
+        }
+        let tree = procfs::tree(&procfs::all_stats(), self.pid());
+        tree.iter().map(|p| rss_kib(p.pid)).sum()
     }
 
     /// Sends SIGTERM to process `pid` (this server or a process under it) and waits, at most
@@ -161,10 +285,34 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Kills a built-in server; stops an external one with SIGTERM to its process group, then
+    /// SIGKILL to what is left of the group after [`STOP_WITHIN`].
     fn drop(&mut self) {
+        if self.external {
+            let group = -(self.pid() as libc::pid_t);
+            // SAFETY: signals to the process group this bench started.
+            unsafe { libc::kill(group, libc::SIGTERM) };
+            let deadline = Instant::now() + STOP_WITHIN;
+            while Instant::now() < deadline && self.exited().is_none() {
+                thread::sleep(Duration::from_millis(10));
+            }
+            // SAFETY: as above.
+            unsafe { libc::kill(group, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A port that was free on 127.0.0.1 a moment ago (bound to port 0 and let go).
+fn free_port(tcp: bool) -> io::Result<u16> {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let addr = if tcp {
+        std::net::TcpListener::bind(any)?.local_addr()?
+    } else {
+        std::net::UdpSocket::bind(any)?.local_addr()?
+    };
+    Ok(addr.port())
 }
 
 /// The addresses a server's line announces.
@@ -197,6 +345,12 @@ pub fn first_child(pid: u32) -> Option<u32> {
     text.split_whitespace().next()?.parse().ok()
 }
 
+/// Microseconds per clock tick, the unit of /proc/PID/stat's times.
+fn tick_us() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    1e6 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
 /// User and system CPU time of `pid` with all its threads, from /proc/PID/stat.
 pub fn cpu_time(pid: u32) -> CpuTime {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -205,8 +359,7 @@ pub fn cpu_time(pid: u32) -> CpuTime {
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    // SAFETY: sysconf only reads a configuration value.
-    let tick_us = 1e6 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let tick_us = tick_us();
     let ticks = |i: usize| {
         fields
             .get(i)

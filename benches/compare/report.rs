@@ -8,8 +8,17 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::scenarios::Run;
-use crate::svg::{self, Series};
+use crate::curves::{self, PERCENTILES};
+use crate::designs::{Kind, Verdict};
+use crate::procs::{LOAD_CPU, SERVER_CPU};
+use crate::scenarios::{Capacities, Plan, Run};
+use crate::svg::{self, Curve, Series};
+
+/// The version of `results.json`'s layout (docs/performance/results-schema.md).
+pub const SCHEMA: &str = "oneloop-compare/1";
+/// A run whose load process used at least this share of its CPU (%) may have been bound by the
+/// load rather than by the server.
+pub const LOAD_BOUND_PCT: f64 = 90.0;
 
 /// The machine the figures come from.
 pub struct Machine {
@@ -60,10 +69,18 @@ impl Machine {
     }
 }
 
-/// The medians of one scenario's runs for one parameter and design.
+/// The medians of one scenario's runs for one parameter and design, over the runs whose
+/// verdict is ok.
 pub struct Row {
     pub param: String,
     pub design: String,
+    /// `ok` when every run was, else the verdict of the first run that was not.
+    pub verdict: Verdict,
+    /// The runs, and those among them that were ok.
+    pub runs: usize,
+    pub ok_runs: usize,
+    /// The ok runs whose load used at least [`LOAD_BOUND_PCT`] of its CPU.
+    pub load_bound_runs: usize,
     pub medians: BTreeMap<&'static str, f64>,
     /// The lowest and highest value of each figure over the rounds.
     pub ranges: BTreeMap<&'static str, (f64, f64)>,
@@ -86,7 +103,8 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
                 .filter(|r| r.param == param && r.design == design)
                 .collect();
             let mut values: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
-            for r in &group {
+            let ok: Vec<&&Run> = group.iter().filter(|r| r.verdict.is_ok()).collect();
+            for r in &ok {
                 for (&k, &v) in &r.metrics {
                     values.entry(k).or_default().push(v);
                 }
@@ -105,9 +123,14 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
                     all => format!("{count}/{all} runs: {n}"),
                 })
                 .collect();
+            let bad = group.iter().find(|r| !r.verdict.is_ok());
             Row {
                 param: param.to_string(),
                 design: design.to_string(),
+                verdict: bad.map_or(Verdict::Ok, |r| r.verdict.clone()),
+                runs: group.len(),
+                ok_runs: ok.len(),
+                load_bound_runs: ok.iter().filter(|r| load_bound(r)).count(),
                 ranges: values
                     .iter()
                     .map(|(&k, v)| {
@@ -120,6 +143,35 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
             }
         })
         .collect()
+}
+
+/// Whether the run's load used at least [`LOAD_BOUND_PCT`] of its CPU.
+fn load_bound(run: &Run) -> bool {
+    run.metrics
+        .get("load_cpu_pct")
+        .is_some_and(|&p| p >= LOAD_BOUND_PCT)
+}
+
+/// The verdict of a row in words: `ok`, or the verdict with how many runs had it and what
+/// happened.
+fn verdict_text(row: &Row) -> String {
+    let v = &row.verdict;
+    if v.is_ok() {
+        return "ok".into();
+    }
+    let mut text = v.code().to_string();
+    if row.runs > 1 {
+        let _ = write!(
+            text,
+            " ({}/{} runs not ok)",
+            row.runs - row.ok_runs,
+            row.runs
+        );
+    }
+    if !v.detail().is_empty() {
+        let _ = write!(text, ": {}", v.detail());
+    }
+    text
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -168,7 +220,13 @@ fn layout(scenario: &str) -> Layout {
         },
         "open-loop" => Layout {
             title: "count, open loop at a fixed rate: latency from each request's intended start",
-            columns: requests,
+            columns: [
+                &[("offered/s", "offered_per_s", 0), rate][..],
+                &latency,
+                &[("p99.9 µs", "p999_us", 0)],
+                &cpu(1),
+            ]
+            .concat(),
             ratio: "p99_us",
             chart: ("p99_us", "p99 latency (µs, log scale)", true),
         },
@@ -224,7 +282,7 @@ pub fn table(scenario: &str, rows: &[Row]) -> String {
     let layout = layout(scenario);
     let mut headers = vec!["", "design"];
     headers.extend(layout.columns.iter().map(|c| c.0));
-    headers.extend(["÷ oneloop", "range", "notes"]);
+    headers.extend(["÷ oneloop", "range", "verdict", "notes"]);
     let mut out = format!("### {scenario}: {}\n\n", layout.title);
     let _ = writeln!(out, "| {} |", headers.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(headers.len()));
@@ -250,13 +308,31 @@ pub fn table(scenario: &str, rows: &[Row]) -> String {
         cells.extend(layout.columns.iter().map(|&(_, metric, decimals)| {
             format_value(row.medians.get(metric).copied(), decimals)
         }));
-        cells.extend([ratio, range, row.notes.replace('|', "/")]);
+        let mut notes = row.notes.clone();
+        if row.load_bound_runs > 0 {
+            let flag = format!(
+                "load ≥ {LOAD_BOUND_PCT} % of its CPU in {}/{} runs",
+                row.load_bound_runs, row.ok_runs
+            );
+            notes = if notes.is_empty() {
+                flag
+            } else {
+                format!("{flag}; {notes}")
+            };
+        }
+        let verdict = verdict_text(row).replace('\n', " ");
+        cells.extend([
+            ratio,
+            range,
+            verdict.replace('|', "/"),
+            notes.replace('|', "/"),
+        ]);
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     let _ = writeln!(
         out,
         "\n÷ oneloop: this design's {} over oneloop's (medians); range: its lowest and highest \
-         over the rounds.",
+         over the rounds. Figures are the medians of the runs whose verdict is ok.",
         layout
             .columns
             .iter()
@@ -305,58 +381,225 @@ fn chart(scenario: &str, rows: &[Row]) -> String {
     }
 }
 
-/// Writes `report.md`, `results.json` and a chart per scenario into `dir`.
-pub fn write(
-    dir: &Path,
-    machine: &Machine,
-    command: &str,
-    scenarios: &[(&'static str, Vec<Row>)],
-    runs: &[Run],
-) -> io::Result<()> {
+/// What a bench run comes to, for [`write`].
+pub struct Results<'a> {
+    pub machine: &'a Machine,
+    pub command: &'a str,
+    pub plan: &'a Plan,
+    /// Each scenario's rows, in the order the scenarios ran.
+    pub scenarios: &'a [(&'static str, Vec<Row>)],
+    pub runs: &'a [Run],
+    pub capacities: &'a Capacities,
+}
+
+/// One design's latency curve: (offered rate, median p50, p99, p99.9) per open-loop rate it
+/// ran at with an ok verdict, by offered rate.
+fn curve(rows: &[Row], design: &str) -> Vec<[f64; 4]> {
+    let mut points: Vec<[f64; 4]> = rows
+        .iter()
+        .filter(|r| r.design == design)
+        .filter_map(|r| {
+            let m = |k: &str| r.medians.get(k).copied();
+            Some([
+                m("offered_per_s")?,
+                m("p50_us")?,
+                m("p99_us")?,
+                m("p999_us")?,
+            ])
+        })
+        .collect();
+    points.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    points
+}
+
+/// The designs of `rows`, in the order they first appear.
+fn designs_of(rows: &[Row]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for r in rows {
+        if !names.contains(&r.design.as_str()) {
+            names.push(&r.design);
+        }
+    }
+    names
+}
+
+/// The open loop's charts: p99 against the offered rate, a line per design; and latency
+/// against percentile on a nines axis at the first fixed rate (`param`).
+fn latency_charts(rows: &[Row], param: &str) -> (String, String) {
+    let names = designs_of(rows);
+    let by_rate: Vec<Curve> = names
+        .iter()
+        .map(|d| Curve {
+            name: d.to_string(),
+            points: curve(rows, d).iter().map(|p| (p[0], p[2])).collect(),
+        })
+        .collect();
+    let rate_chart = svg::xy_chart(
+        "open loop: p99 latency against the offered rate",
+        "offered requests per second",
+        "p99 latency (µs, log scale)",
+        None,
+        &by_rate,
+    );
+    let ticks: Vec<(f64, String)> = PERCENTILES
+        .iter()
+        .map(|&(p, _)| (curves::nines(p), format!("{p}")))
+        .collect();
+    let at_rate: Vec<Curve> = names
+        .iter()
+        .map(|d| {
+            let row = rows.iter().find(|r| r.param == param && r.design == *d);
+            let points = PERCENTILES
+                .iter()
+                .filter_map(|&(p, metric)| {
+                    let v = row?.medians.get(metric)?;
+                    Some((curves::nines(p), *v))
+                })
+                .collect();
+            Curve {
+                name: d.to_string(),
+                points,
+            }
+        })
+        .collect();
+    let percentile_chart = svg::xy_chart(
+        &format!("open loop at {param}: latency by percentile"),
+        "percentile (nines)",
+        "latency (µs, log scale)",
+        Some(&ticks),
+        &at_rate,
+    );
+    (rate_chart, percentile_chart)
+}
+
+/// Writes `report.md`, `results.json` and the charts into `dir`: one per scenario, and for the
+/// open loop `latency-vs-rate.svg` and `percentiles.svg`.
+pub fn write(dir: &Path, r: &Results) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut md = format!(
         "# oneloop against threaded and async designs\n\n\
-         `{command}`\n\n\
+         `{}`\n\n\
          Machine: {}\n\n\
-         Each figure is the median over the rounds; every run had a fresh server. CPU time is \
-         the server's (user and system, from /proc/PID/stat) divided by the requests the load \
-         completed. On loopback the kernel's work bounds the rate, so CPU per request says more \
-         than the rate alone.\n\n",
-        machine.describe()
+         Each figure is the median over the rounds whose verdict is ok; every run had a fresh \
+         server. CPU time is the server's (user and system, from /proc/PID/stat; an external \
+         server's whole process tree) divided by the requests the load completed. `load CPU %` \
+         is the load process's own CPU time over the run's wall time; a run where it reached \
+         {LOAD_BOUND_PCT} % is flagged, since the load may then have been the bound. On \
+         loopback the kernel's work bounds the rate, so CPU per request says more than the \
+         rate alone.\n\n",
+        r.command,
+        r.machine.describe()
     );
-    for (scenario, rows) in scenarios {
+    let fixed = format!("{}/s", r.plan.rates.first().copied().unwrap_or_default());
+    for (scenario, rows) in r.scenarios {
         let file = format!("{scenario}.svg");
         std::fs::write(dir.join(&file), chart(scenario, rows))?;
         let _ = writeln!(md, "{}\n![{scenario}]({file})\n", table(scenario, rows));
+        if *scenario == "open-loop" {
+            let (by_rate, by_percentile) = latency_charts(rows, &fixed);
+            std::fs::write(dir.join("latency-vs-rate.svg"), by_rate)?;
+            std::fs::write(dir.join("percentiles.svg"), by_percentile)?;
+            let _ = writeln!(
+                md,
+                "Latency against the offered rate (p99; the rates are the fixed ones and \
+                 fractions of each design's capacity):\n\n\
+                 ![latency against offered rate](latency-vs-rate.svg)\n\n\
+                 Latency by percentile at {fixed}:\n\n\
+                 ![latency by percentile](percentiles.svg)\n"
+            );
+        }
     }
     std::fs::write(dir.join("report.md"), md)?;
-    let results = json!({
-        "command": command,
-        "machine": {
-            "cpus": machine.cpus,
-            "model": machine.model,
-            "kernel": machine.kernel,
-            "pinned": machine.pinned,
-            "load_average": machine.load_average,
-        },
-        "medians": scenarios.iter().flat_map(|(scenario, rows)| rows.iter().map(move |r| json!({
-            "scenario": scenario,
-            "param": r.param,
-            "design": r.design,
-            "metrics": r.medians,
-            "ranges": r.ranges,
-            "notes": r.notes,
-        }))).collect::<Vec<Value>>(),
-        "runs": runs.iter().map(|r| json!({
-            "scenario": r.scenario,
-            "param": r.param,
-            "design": r.design,
-            "round": r.round,
-            "metrics": r.metrics,
-            "note": r.note,
-            "load": r.load,
-        })).collect::<Vec<Value>>(),
-    });
-    let text = serde_json::to_string_pretty(&results).map_err(io::Error::other)?;
+    let text = serde_json::to_string_pretty(&results_json(r)).map_err(io::Error::other)?;
     std::fs::write(dir.join("results.json"), text + "\n")
+}
+
+/// `results.json`, laid out as docs/performance/results-schema.md describes.
+fn results_json(r: &Results) -> Value {
+    let m = r.machine;
+    let open_loop = r.scenarios.iter().find(|(s, _)| *s == "open-loop");
+    let verdicts: Vec<Value> = r
+        .scenarios
+        .iter()
+        .flat_map(|(scenario, rows)| {
+            designs_of(rows).into_iter().map(move |design| {
+                let bad = rows
+                    .iter()
+                    .find(|row| row.design == design && !row.verdict.is_ok());
+                let v = bad.map_or(&Verdict::Ok, |row| &row.verdict);
+                json!({
+                    "scenario": scenario,
+                    "design": design,
+                    "verdict": v.code(),
+                    "detail": v.detail(),
+                })
+            })
+        })
+        .collect();
+    json!({
+        "schema": SCHEMA,
+        "command": r.command,
+        "machine": {
+            "cpus": m.cpus,
+            "model": m.model,
+            "kernel": m.kernel,
+            "pinned": m.pinned,
+            "server_cpu": m.pinned.then_some(SERVER_CPU),
+            "load_cpu": m.pinned.then_some(LOAD_CPU),
+            "load_average": m.load_average,
+        },
+        "plan": {
+            "rounds": r.plan.rounds,
+            "duration_s": r.plan.duration,
+            "scenarios": r.plan.scenarios,
+            "open_loop_rates": r.plan.rates,
+            "open_loop_fractions": r.plan.fractions,
+            "load_bound_pct": LOAD_BOUND_PCT,
+        },
+        "designs": r.plan.designs.iter().map(|d| {
+            let (kind, command, tcp_only) = match &d.kind {
+                Kind::Oneloop => ("oneloop", None, false),
+                Kind::Variant => ("variant", None, false),
+                Kind::External { command, tcp_only } => ("external", Some(command), *tcp_only),
+            };
+            json!({"name": d.name, "kind": kind, "command": command, "tcp_only": tcp_only})
+        }).collect::<Vec<Value>>(),
+        "verdicts": verdicts,
+        "medians": r.scenarios.iter().flat_map(|(scenario, rows)| rows.iter().map(move |row| json!({
+            "scenario": scenario,
+            "param": row.param,
+            "design": row.design,
+            "verdict": row.verdict.code(),
+            "detail": row.verdict.detail(),
+            "runs": row.runs,
+            "ok_runs": row.ok_runs,
+            "load_bound_runs": row.load_bound_runs,
+            "metrics": row.medians,
+            "ranges": row.ranges,
+            "notes": row.notes,
+        }))).collect::<Vec<Value>>(),
+        "curves": open_loop.map_or(vec![], |(_, rows)| designs_of(rows).into_iter().map(|d| {
+            let capacity = r.capacities.get(d);
+            json!({
+                "design": d,
+                "capacity_per_s": capacity.map(|c| c.0),
+                "capacity_from": capacity.map(|c| &c.1),
+                "points": curve(rows, d).iter().map(|p| json!({
+                    "offered_per_s": p[0], "p50_us": p[1], "p99_us": p[2], "p999_us": p[3],
+                })).collect::<Vec<Value>>(),
+            })
+        }).collect::<Vec<Value>>()),
+        "runs": r.runs.iter().map(|run| json!({
+            "scenario": run.scenario,
+            "param": run.param,
+            "design": run.design,
+            "round": run.round,
+            "verdict": run.verdict.code(),
+            "detail": run.verdict.detail(),
+            "load_bound": load_bound(run),
+            "metrics": run.metrics,
+            "note": run.note,
+            "load": run.load,
+        })).collect::<Vec<Value>>(),
+    })
 }

@@ -1,7 +1,8 @@
 //! The scenarios. Each run starts fresh servers, drives them with `oneloop load`, and records
 //! what the load reports beside what the servers spent (CPU time, memory, system calls). Runs
 //! go round by round, and within a round through every design in turn, so drift on the machine
-//! touches every design alike.
+//! touches every design alike. A run's verdict says whether its figures count: a server that
+//! died, did not start or answered wrongly gives none to the medians.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -10,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::curves;
+use crate::designs::{Design, Kind, Verdict};
 use crate::procs::{self, CpuTime, Load, LoadEnd, Server, LOAD_CPU, SERVER_CPU};
-use crate::variants::VARIANTS;
 
 /// The oneloop binary: the daemon under test and the load generator.
 const ONELOOP: &str = env!("CARGO_BIN_EXE_oneloop");
-/// How long a server has to announce its addresses.
+/// How long a server has to announce its addresses (an external one: to listen).
 const START_WITHIN: Duration = Duration::from_secs(10);
 /// What a load run may take beyond the time it was asked to run.
 const LOAD_MARGIN: Duration = Duration::from_secs(15);
@@ -32,16 +34,9 @@ const SOURCES: usize = 4;
 /// Clients in flight while system calls are counted.
 const STRACE_CLIENTS: usize = 16;
 
-/// Every scenario's name, in the order they run.
-pub const SCENARIOS: [&str; 7] = [
-    "concurrency",
-    "open-loop",
-    "idle-holders",
-    "rss",
-    "udp-echo",
-    "reuseport",
-    "syscalls",
-];
+/// Clients in flight in the closed-loop run that measures a design's capacity when the
+/// concurrency scenario did not.
+const PROBE_CLIENTS: usize = 16;
 
 /// How much to run.
 pub struct Plan {
@@ -49,7 +44,11 @@ pub struct Plan {
     /// Seconds per load run.
     pub duration: f64,
     pub concurrency: Vec<usize>,
+    /// The open loop's fixed rates, offered to every design.
     pub rates: Vec<f64>,
+    /// The open loop's rates as fractions of each design's capacity (its best closed-loop
+    /// rate).
+    pub fractions: Vec<f64>,
     /// Idle connections held while active clients run.
     pub holders: usize,
     /// Idle connections for the memory figure.
@@ -58,8 +57,10 @@ pub struct Plan {
     pub hold_wait: Duration,
     /// Whether the server and the load are pinned to CPUs 0 and 1.
     pub pin: bool,
-    /// Scenarios to run (all when empty).
-    pub only: Vec<String>,
+    /// The scenarios to run, in order.
+    pub scenarios: Vec<&'static str>,
+    /// The designs to run.
+    pub designs: Vec<Design>,
 }
 
 impl Plan {
@@ -74,16 +75,32 @@ impl Plan {
                 vec![1, 16, 64, 256, 2048]
             },
             rates: vec![1000.0, 5000.0],
+            fractions: if quick {
+                vec![0.5, 0.9]
+            } else {
+                vec![0.25, 0.5, 0.75, 0.9]
+            },
             holders: if quick { 500 } else { 2000 },
             rss_hold: if quick { 500 } else { 10_000 },
             hold_wait: Duration::from_secs(if quick { 4 } else { 15 }),
             pin: procs::can_pin(),
-            only: Vec::new(),
+            scenarios: Vec::new(),
+            designs: Vec::new(),
         }
     }
 
-    fn wants(&self, scenario: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    /// The plan's designs among `names`, then its external designs (which the scenario will
+    /// report as not applicable).
+    fn among(&self, names: &[&str]) -> Vec<Design> {
+        let built_in = names.iter().filter_map(|n| {
+            let base = n.split(' ').next().unwrap_or(n);
+            self.designs.iter().any(|d| d.name == base).then(|| Design {
+                name: n.to_string(),
+                ..Design::built_in(base)
+            })
+        });
+        let external = self.designs.iter().filter(|d| d.is_external()).cloned();
+        built_in.chain(external).collect()
     }
 
     fn server_cpu(&self) -> Option<usize> {
@@ -102,6 +119,8 @@ pub struct Run {
     pub param: String,
     pub design: String,
     pub round: usize,
+    /// Whether the figures count, and if not why.
+    pub verdict: Verdict,
     /// Figures by name: `rate_per_s`, `p50_us`, `p99_us`, `errors`, `user_us_per_req`, ...
     pub metrics: BTreeMap<&'static str, f64>,
     /// What went wrong or is worth knowing, or an empty string.
@@ -110,17 +129,14 @@ pub struct Run {
     pub load: Vec<Value>,
 }
 
-/// The designs of the comparison: oneloop first, then the variants.
-pub fn designs() -> Vec<&'static str> {
-    std::iter::once("oneloop").chain(VARIANTS).collect()
-}
-
 /// What one run measured.
 #[derive(Default)]
 struct Measured {
     metrics: BTreeMap<&'static str, f64>,
     note: String,
     load: Vec<Value>,
+    /// Set when the server did not start or died; otherwise the figures decide.
+    verdict: Option<Verdict>,
 }
 
 impl Measured {
@@ -137,75 +153,160 @@ impl Measured {
         }
         self.note.push_str(what.as_ref());
     }
+
+    /// The run's verdict: what the server did, else whether the load found wrong replies or
+    /// there are no figures.
+    fn verdict(&self) -> Verdict {
+        if let Some(v) = &self.verdict {
+            return v.clone();
+        }
+        match self.metrics.get("bad_reply") {
+            Some(&n) if n > 0.0 => {
+                return Verdict::WrongReply(format!("{n} replies failed the load's check"));
+            }
+            _ => {}
+        }
+        if self.metrics.is_empty() {
+            let why = if self.note.is_empty() {
+                "no figures"
+            } else {
+                &self.note
+            };
+            return Verdict::Failed(why.to_string());
+        }
+        Verdict::Ok
+    }
 }
 
-/// Runs the plan's scenarios; `done` hears of each scenario as it ends, with its runs.
-pub fn run_all(plan: &Plan, mut done: impl FnMut(&'static str, &[Run])) -> Vec<Run> {
+/// Each design's capacity for the latency curves: its best closed-loop rate, and where that
+/// came from.
+pub type Capacities = BTreeMap<String, (f64, String)>;
+
+/// Runs the plan's scenarios; `done` hears of each scenario as it ends, with its runs. The
+/// designs in `blocked` (those that failed the protocol check) are not run: each scenario
+/// reports them with their verdict.
+pub fn run_all(
+    plan: &Plan,
+    blocked: &BTreeMap<String, Verdict>,
+    mut done: impl FnMut(&'static str, &[Run]),
+) -> (Vec<Run>, Capacities) {
     let mut runs = Vec::new();
-    for scenario in SCENARIOS.into_iter().filter(|s| plan.wants(s)) {
+    let mut capacities = Capacities::new();
+    for &scenario in &plan.scenarios {
         let first = runs.len();
         let mut sweep = Sweep {
             scenario,
             rounds: plan.rounds,
             runs: &mut runs,
+            blocked,
         };
+        let designs = &plan.designs;
         match scenario {
             "concurrency" => {
                 let params = plan.concurrency.iter().map(|&c| (format!("c={c}"), c));
-                sweep.run(params.collect(), &designs(), |d, &c| {
+                sweep.run(params.collect(), designs, |d, &c| {
                     with_server(plan, d, |s| count_run(plan, s, c, None))
                 });
+                for row in crate::report::rows(&runs[first..]) {
+                    let Some(&rate) = row.medians.get("rate_per_s") else {
+                        continue;
+                    };
+                    let best = capacities.entry(row.design).or_insert((0.0, String::new()));
+                    if rate > best.0 {
+                        *best = (rate, format!("concurrency {}", row.param));
+                    }
+                }
             }
             "open-loop" => {
-                let params = plan.rates.iter().map(|&r| (format!("{r}/s"), r));
-                sweep.run(params.collect(), &designs(), |d, &r| {
-                    with_server(plan, d, |s| {
-                        count_run(plan, s, OPEN_LOOP_CONNECTIONS, Some(r))
-                    })
+                probe_capacities(plan, blocked, &mut capacities);
+                let fixed = plan
+                    .rates
+                    .iter()
+                    .map(|&r| (format!("{r}/s"), Offer::Fixed(r)));
+                let shares = (plan.fractions.iter()).map(|&f| (curves::label(f), Offer::Share(f)));
+                sweep.run(fixed.chain(shares).collect(), designs, |d, offer| {
+                    let rate = match *offer {
+                        Offer::Fixed(r) => r,
+                        Offer::Share(f) => {
+                            let capacity = capacities.get(&d.name).map_or(0.0, |c| c.0);
+                            match curves::ladder(capacity, &[f]) {
+                                Some(rates) => rates[0],
+                                None => return Measured::failed("no capacity measured"),
+                            }
+                        }
+                    };
+                    let mut m = with_server(plan, d, |s| {
+                        count_run(plan, s, OPEN_LOOP_CONNECTIONS, Some(rate))
+                    });
+                    m.metrics.insert("offered_per_s", rate);
+                    m
                 });
             }
             "idle-holders" => {
                 let params = vec![(format!("{} held", plan.holders), plan.holders)];
-                sweep.run(params, &designs(), |d, &n| {
+                sweep.run(params, designs, |d, &n| {
                     with_server(plan, d, |s| holders_run(plan, s, n))
                 });
             }
             "rss" => {
                 let params = vec![(format!("{} idle", plan.rss_hold), plan.rss_hold)];
-                sweep.run(params, &designs(), |d, &n| {
+                sweep.run(params, designs, |d, &n| {
                     with_server(plan, d, |s| rss_run(plan, s, n))
                 });
             }
             "udp-echo" => {
                 let params = vec![(format!("{UDP_SOCKETS} sockets"), ())];
-                sweep.run(params, &designs(), |d, _| {
+                sweep.run(params, designs, |d, _| {
                     with_server(plan, d, |s| {
                         let load = Loader::new(plan.load_cpu(), plan.duration);
-                        measured_load(&[s.pid()], || {
-                            load.run("udp-echo", s.udp, UDP_SOCKETS, None)
-                        })
+                        measured_load(&[s], || load.run("udp-echo", s.udp, UDP_SOCKETS, None))
                     })
                 });
             }
             "reuseport" => {
                 let c = plan.concurrency.iter().copied().filter(|&c| c <= 256).max();
                 let c = c.unwrap_or(ACTIVE_CLIENTS);
-                sweep.run(vec![(format!("c={c}"), c)], &MULTI_CORE, |d, &c| {
-                    reuseport_run(plan, d, c)
-                });
+                sweep.run(
+                    vec![(format!("c={c}"), c)],
+                    &plan.among(&MULTI_CORE),
+                    |d, &c| reuseport_run(plan, &d.name, c),
+                );
             }
             _ => {
                 // One pass: the counts barely move from run to run, and strace is slow.
                 sweep.rounds = 1;
                 let params = vec![(format!("c={STRACE_CLIENTS}"), ())];
-                sweep.run(params, &["oneloop", "tokio-ct"], |d, _| {
+                sweep.run(params, &plan.among(&["oneloop", "tokio-ct"]), |d, _| {
                     syscalls_run(plan, d)
                 });
             }
         }
         done(scenario, &runs[first..]);
     }
-    runs
+    (runs, capacities)
+}
+
+/// A rate of the open loop: the same for every design, or a fraction of each one's capacity.
+enum Offer {
+    Fixed(f64),
+    Share(f64),
+}
+
+/// Measures, with a closed-loop run of [`PROBE_CLIENTS`], the capacity of every design of the
+/// plan that has none yet (the concurrency scenario did not run, or gave it no figure).
+fn probe_capacities(plan: &Plan, blocked: &BTreeMap<String, Verdict>, capacities: &mut Capacities) {
+    for d in &plan.designs {
+        if capacities.contains_key(&d.name) || blocked.contains_key(&d.name) {
+            continue;
+        }
+        let m = with_server(plan, d, |s| count_run(plan, s, PROBE_CLIENTS, None));
+        let rate = m.metrics.get("rate_per_s").copied();
+        eprintln!("  capacity of {}: {rate:?}/s {}", d.name, m.note);
+        if let (Verdict::Ok, Some(rate)) = (m.verdict(), rate) {
+            let from = format!("closed-loop probe c={PROBE_CLIENTS}");
+            capacities.insert(d.name.clone(), (rate, from));
+        }
+    }
 }
 
 /// One scenario's runs: every round, parameter and design, in that nesting.
@@ -213,31 +314,48 @@ struct Sweep<'a> {
     scenario: &'static str,
     rounds: usize,
     runs: &'a mut Vec<Run>,
+    blocked: &'a BTreeMap<String, Verdict>,
 }
 
 impl Sweep<'_> {
+    /// Measures every design for every parameter in every round; a design that the scenario
+    /// skips, or that failed the protocol check, gets its verdict once per parameter instead.
     fn run<P>(
         &mut self,
         params: Vec<(String, P)>,
-        designs: &[&str],
-        mut measure: impl FnMut(&str, &P) -> Measured,
+        designs: &[Design],
+        mut measure: impl FnMut(&Design, &P) -> Measured,
     ) {
         for round in 1..=self.rounds {
             for (param, p) in &params {
-                for &design in designs {
-                    let m = measure(design, p);
+                for design in designs {
+                    let unrun = design
+                        .skip(self.scenario)
+                        .or_else(|| self.blocked.get(&design.name).cloned());
+                    let (m, verdict) = match unrun {
+                        Some(_) if round > 1 => continue,
+                        Some(v) => (Measured::default(), v),
+                        None => {
+                            let m = measure(design, p);
+                            let v = m.verdict();
+                            (m, v)
+                        }
+                    };
                     let rate = m.metrics.get("rate_per_s").map(|r| format!(" {r:.0}/s"));
                     eprintln!(
-                        "  {} {param} {design} round {round}:{} {}",
+                        "  {} {param} {} round {round}: {}{} {}",
                         self.scenario,
+                        design.name,
+                        verdict.code(),
                         rate.unwrap_or_default(),
                         m.note
                     );
                     self.runs.push(Run {
                         scenario: self.scenario,
                         param: param.clone(),
-                        design: design.to_string(),
+                        design: design.name.clone(),
                         round,
+                        verdict,
                         metrics: m.metrics,
                         note: m.note,
                         load: m.load,
@@ -252,7 +370,7 @@ impl Sweep<'_> {
 /// its default, 128, the one std and tokio listeners use too.
 const ONELOOP_OPTIONS: [&str; 2] = ["--max-connections", "20000"];
 
-/// The command line of `design`'s server; `extra` arguments go to oneloop.
+/// The command line of the built-in design `design`'s server; `extra` arguments go to oneloop.
 fn server_argv(design: &str, extra: &[&str]) -> Vec<OsString> {
     if design == "oneloop" {
         let base = [
@@ -273,11 +391,31 @@ fn server_argv(design: &str, extra: &[&str]) -> Vec<OsString> {
     }
 }
 
-/// Starts `design` (pinned when the plan pins) and measures it with `f`.
-fn with_server(plan: &Plan, design: &str, f: impl FnOnce(&Server) -> Measured) -> Measured {
-    match Server::start(&server_argv(design, &[]), plan.server_cpu(), START_WITHIN) {
-        Ok(server) => f(&server),
-        Err(e) => Measured::failed(format!("server did not start: {e}")),
+/// Starts `design`'s server, pinned when `cpu` is given.
+fn start(design: &Design, cpu: Option<usize>) -> std::io::Result<Server> {
+    match &design.kind {
+        Kind::External { command, tcp_only } => {
+            Server::external(command, *tcp_only, cpu, START_WITHIN)
+        }
+        _ => Server::start(&server_argv(&design.name, &[]), cpu, START_WITHIN),
+    }
+}
+
+/// Starts `design` (pinned when the plan pins) and measures it with `f`; a server that is gone
+/// once `f` is done died during the run.
+fn with_server(plan: &Plan, design: &Design, f: impl FnOnce(&Server) -> Measured) -> Measured {
+    match start(design, plan.server_cpu()) {
+        Ok(mut server) => {
+            let mut m = f(&server);
+            if let Some(why) = server.ended() {
+                m.verdict = Some(Verdict::Died(why));
+            }
+            m
+        }
+        Err(e) => Measured {
+            verdict: Some(Verdict::NoStart(e.to_string())),
+            ..Measured::failed(format!("server did not start: {e}"))
+        },
     }
 }
 
@@ -328,12 +466,12 @@ impl Loader {
     }
 }
 
-/// Measures one load run against the servers `pids`: the load's figures, the servers' CPU time
-/// per completed request, and how busy the servers and the load were (100 % is one CPU's
-/// worth; a load near 100 % bounds the rate itself).
-fn measured_load(pids: &[u32], run: impl FnOnce() -> LoadEnd) -> Measured {
+/// Measures one load run against `servers`: the load's figures, the servers' CPU time per
+/// completed request, and how busy the servers and the load were (100 % is one CPU's worth; a
+/// load near 100 % bounds the rate itself).
+fn measured_load(servers: &[&Server], run: impl FnOnce() -> LoadEnd) -> Measured {
     let cpu = || {
-        let each = pids.iter().map(|&p| procs::cpu_time(p));
+        let each = servers.iter().map(|s| s.cpu());
         each.fold(CpuTime::default(), |a, b| a + b)
     };
     let (before, load_before, started) = (cpu(), procs::ended_children_cpu(), Instant::now());
@@ -347,6 +485,8 @@ fn measured_load(pids: &[u32], run: impl FnOnce() -> LoadEnd) -> Measured {
         let busy = |t: CpuTime| 100.0 * (t.user_us + t.sys_us) / 1e6 / wall;
         m.metrics.insert("server_cpu_pct", busy(spent));
         m.metrics.insert("load_cpu_pct", busy(load));
+        m.metrics
+            .insert("load_cpu_s", (load.user_us + load.sys_us) / 1e6);
         let completed = m.metrics.get("completed").copied().unwrap_or(0.0);
         if completed > 0.0 {
             m.metrics
@@ -363,6 +503,7 @@ fn load_metrics(report: &Value) -> BTreeMap<&'static str, f64> {
     let errors = report["errors"]
         .as_object()
         .map(|e| e.values().filter_map(Value::as_f64).sum());
+    let bad_reply = report["errors"]["bad_reply"].as_f64();
     let completed = report["completed"].as_f64();
     // With no request completed there is no latency to speak of.
     let latency = |p: &str| {
@@ -374,8 +515,12 @@ fn load_metrics(report: &Value) -> BTreeMap<&'static str, f64> {
         ("rate_per_s", report["rate_per_s"].as_f64()),
         ("lost", report["lost"].as_f64()),
         ("errors", errors),
+        ("bad_reply", bad_reply),
         ("p50_us", latency("p50")),
+        ("p90_us", latency("p90")),
         ("p99_us", latency("p99")),
+        ("p999_us", latency("p999")),
+        ("p9999_us", latency("p9999")),
         ("max_us", latency("max")),
     ]
     .into_iter()
@@ -386,7 +531,7 @@ fn load_metrics(report: &Value) -> BTreeMap<&'static str, f64> {
 /// A closed-loop (`rate` none) or open-loop count run against `server`.
 fn count_run(plan: &Plan, server: &Server, connections: usize, rate: Option<f64>) -> Measured {
     let load = Loader::new(plan.load_cpu(), plan.duration);
-    measured_load(&[server.pid()], || {
+    measured_load(&[server], || {
         load.run("count", server.tcp, connections, rate)
     })
 }
@@ -431,14 +576,14 @@ fn holders_run(plan: &Plan, server: &Server, n: usize) -> Measured {
 fn rss_run(plan: &Plan, server: &Server, n: usize) -> Measured {
     // A short run first, so what every connection shares exists before the idle reading.
     let _ = Loader::new(plan.load_cpu(), 0.2).run("count", server.tcp, 1, None);
-    let Some(idle) = procs::rss_kib(server.pid()) else {
+    let Some(idle) = server.rss_kib() else {
         return Measured::failed("no VmRSS");
     };
     let sources = SOURCES.to_string();
     let (_holding, held) = hold(plan, server, n, 1.0, &["--sources", &sources]);
     let mut m = Measured::default();
     m.metrics.insert("idle_kib", idle as f64);
-    match procs::rss_kib(server.pid()) {
+    match server.rss_kib() {
         Some(now) if held => {
             m.metrics.insert("holding_kib", now as f64);
             let per = now.saturating_sub(idle) as f64 * 1024.0 / n as f64;
@@ -481,16 +626,17 @@ fn reuseport_run(plan: &Plan, design: &str, connections: usize) -> Measured {
             Err(e) => return Measured::failed(format!("second server did not start: {e}")),
         }
     }
-    let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
+    let each: Vec<&Server> = servers.iter().collect();
     let load = Loader::new(None, plan.duration);
-    measured_load(&pids, || {
+    measured_load(&each, || {
         load.run("count", servers[0].tcp, connections, None)
     })
 }
 
 /// System calls per completed request: the server under `strace -c -f`, once with a count run
 /// and once with none; the difference divided by the requests completed.
-fn syscalls_run(plan: &Plan, design: &str) -> Measured {
+fn syscalls_run(plan: &Plan, design: &Design) -> Measured {
+    let design = design.name.as_str();
     let Some((idle, _)) = traced_calls(plan, design, false) else {
         return Measured::failed("skipped: no strace on the PATH, or it gave no summary");
     };
@@ -555,8 +701,9 @@ fn traced_calls(plan: &Plan, design: &str, busy: bool) -> Option<(BTreeMap<Strin
 
 /// Checks, before anything is measured, that the load generator is built and that every
 /// design answers the examples of docs/protocol.md ("TCP `count`") alike (through
-/// `oneloop client raw`).
-pub fn check_protocol(plan: &Plan) -> Result<(), String> {
+/// `oneloop client raw`). A built-in design that fails is an error of the bench itself; an
+/// external one that fails is returned with its verdict, and is not run.
+pub fn check_protocol(plan: &Plan) -> Result<BTreeMap<String, Verdict>, String> {
     let help = std::process::Command::new(ONELOOP)
         .args(["load", "count", "--help"])
         .output()
@@ -581,26 +728,44 @@ pub fn check_protocol(plan: &Plan) -> Result<(), String> {
         ("", "You entered 0 characters.\n"),
         (&long, "Error: line too long (limit 4096 bytes)\n"),
     ];
-    for design in designs() {
-        let server = Server::start(&server_argv(design, &[]), plan.server_cpu(), START_WITHIN)
-            .map_err(|e| format!("{design} did not start: {e}"))?;
-        for (send, want) in cases {
-            let out = std::process::Command::new(ONELOOP)
-                .args(["client", "raw", &server.tcp.to_string(), "--send", send])
-                .output()
-                .map_err(|e| format!("cannot run oneloop client: {e}"))?;
-            let got = String::from_utf8_lossy(&out.stdout);
-            match got.split_once("\nPlease enter a string: ") {
-                Some((welcome, answer))
-                    if welcome.starts_with("Welcome, 127.0.0.1:") && answer == want => {}
-                _ => {
-                    let shown: String = send.chars().take(40).collect();
-                    return Err(format!(
-                        "{design} answered {got:?} to {shown:?}; want {want:?}"
-                    ));
-                }
+    let mut blocked = BTreeMap::new();
+    for design in &plan.designs {
+        let failed = match start(design, plan.server_cpu()) {
+            Err(e) => Some(Verdict::NoStart(e.to_string())),
+            Ok(server) => first_wrong_answer(&server, &cases)?.map(Verdict::WrongReply),
+        };
+        match failed {
+            Some(v) if design.is_external() => {
+                eprintln!("  {}: {}: {}", design.name, v.code(), v.detail());
+                blocked.insert(design.name.clone(), v);
+            }
+            Some(v) => return Err(format!("{} {}: {}", design.name, v.code(), v.detail())),
+            None => {}
+        }
+    }
+    Ok(blocked)
+}
+
+/// The first of `cases` (what to send, the answer wanted) that `server` answers otherwise, in
+/// words; `Err` when `oneloop client` cannot run.
+fn first_wrong_answer(server: &Server, cases: &[(&str, &str)]) -> Result<Option<String>, String> {
+    for &(send, want) in cases {
+        let out = std::process::Command::new(ONELOOP)
+            .args(["client", "raw", &server.tcp.to_string(), "--deadline", "10"])
+            .args(["--send", send])
+            .output()
+            .map_err(|e| format!("cannot run oneloop client: {e}"))?;
+        let got = String::from_utf8_lossy(&out.stdout);
+        match got.split_once("\nPlease enter a string: ") {
+            Some((welcome, answer))
+                if welcome.starts_with("Welcome, 127.0.0.1:") && answer == want => {}
+            _ => {
+                let shown: String = send.chars().take(40).collect();
+                return Ok(Some(format!(
+                    "answered {got:?} to {shown:?}; want {want:?}"
+                )));
             }
         }
     }
-    Ok(())
+    Ok(None)
 }

@@ -177,32 +177,45 @@ pub fn line_chart(
         x_label(&mut svg, slot_x(i, categories.len()), c);
     }
     for (k, s) in series.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
-        // Consecutive values join; a missing one breaks the line.
-        let mut path = String::new();
-        let mut pen_down = false;
-        for (i, v) in s.values.iter().enumerate() {
-            let Some(v) = v.filter(|v| !log || *v > 0.0) else {
-                pen_down = false;
-                continue;
-            };
-            let (x, y) = (slot_x(i, categories.len()), scale.y(v));
-            let _ = write!(path, "{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" });
-            pen_down = true;
-            let _ = writeln!(
-                svg,
-                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{colour}\"/>"
-            );
-        }
-        let _ = writeln!(
-            svg,
-            "<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
-            path.trim_end()
-        );
-        legend(&mut svg, k, &s.name, colour);
+        let points = s.values.iter().enumerate().map(|(i, v)| {
+            let v = v.filter(|v| !log || *v > 0.0)?;
+            Some((slot_x(i, categories.len()), scale.y(v)))
+        });
+        draw_series(&mut svg, k, &s.name, points);
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// Series `k`, called `name`: a dot at each point (in pixels), consecutive points joined by a
+/// line that a `None` breaks, and its entry in the legend.
+fn draw_series(
+    svg: &mut String,
+    k: usize,
+    name: &str,
+    points: impl Iterator<Item = Option<(f64, f64)>>,
+) {
+    let colour = COLOURS[k % COLOURS.len()];
+    let mut path = String::new();
+    let mut pen_down = false;
+    for point in points {
+        let Some((x, y)) = point else {
+            pen_down = false;
+            continue;
+        };
+        let _ = write!(path, "{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" });
+        pen_down = true;
+        let _ = writeln!(
+            svg,
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{colour}\"/>"
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
+        path.trim_end()
+    );
+    legend(svg, k, name, colour);
 }
 
 fn legend(svg: &mut String, k: usize, name: &str, colour: &str) {
@@ -250,6 +263,63 @@ pub fn bar_chart(title: &str, y_label: &str, bars: &[(String, Option<f64>)], log
                 );
             }
         }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// One line of an x-y chart: its points, in the order they are joined.
+pub struct Curve {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Lines through points on a numeric x axis and a logarithmic y axis, one per curve, with a
+/// legend at the right. The x axis runs over `x_ticks` (position, label) when given, else from
+/// zero to the largest x with round ticks.
+pub fn xy_chart(
+    title: &str,
+    x_title: &str,
+    y_label: &str,
+    x_ticks: Option<&[(f64, String)]>,
+    curves: &[Curve],
+) -> String {
+    let all = curves.iter().flat_map(|c| c.points.iter().map(|p| p.1));
+    let scale = Scale::new(all, true);
+    let mut svg = frame(title, y_label, &scale);
+    let ticks: Vec<(f64, String)> = match x_ticks {
+        Some(t) => t.to_vec(),
+        None => {
+            let max = curves
+                .iter()
+                .flat_map(|c| c.points.iter().map(|p| p.0))
+                .fold(0.0, f64::max);
+            let step = nice_step(max / 5.0);
+            let n = (max / step).ceil().max(1.0) as usize;
+            (0..=n)
+                .map(|i| (i as f64 * step, short(i as f64 * step)))
+                .collect()
+        }
+    };
+    let (low, high) = match (ticks.first(), ticks.last()) {
+        (Some(a), Some(b)) if b.0 > a.0 => (a.0, b.0),
+        _ => (0.0, 1.0),
+    };
+    let x = |v: f64| LEFT + (v - low) / (high - low) * (WIDTH - LEFT - RIGHT);
+    for (at, label) in &ticks {
+        x_label(&mut svg, x(*at), label);
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+        (LEFT + WIDTH - RIGHT) / 2.0,
+        HEIGHT - 10.0,
+        escape(x_title)
+    );
+    for (k, c) in curves.iter().enumerate() {
+        let points = c.points.iter().filter(|p| p.1 > 0.0);
+        let points = points.map(|&(px, py)| Some((x(px), scale.y(py))));
+        draw_series(&mut svg, k, &c.name, points);
     }
     svg.push_str("</svg>\n");
     svg

@@ -13,10 +13,6 @@ use crate::protocol::{count_async, count_blocking, echo_async, echo_blocking};
 /// Worker threads of the `pool` design.
 const POOL_WORKERS: usize = 8;
 
-/// The variants in the order the tables list them (oneloop, the real binary, comes first and is
-/// not served from here).
-pub const VARIANTS: [&str; 5] = ["serial", "threads", "pool", "tokio-ct", "tokio-mt"];
-
 /// Runs `variant` until the process is killed.
 pub fn serve(variant: &str) -> io::Result<()> {
     raise_open_file_limit();

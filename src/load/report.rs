@@ -8,7 +8,7 @@
 //!  "duration_s":5.002,"completed":12345,
 //!  "errors":{"refused":0,"reset":0,"timed_out":0,"bad_reply":0,"other":0},
 //!  "lost":0,"rate_per_s":2468.1,
-//!  "latency_us":{"p50":101,"p90":180,"p99":350,"p999":900,"max":2100}}
+//!  "latency_us":{"p50":101,"p90":180,"p99":350,"p999":900,"p9999":1500,"max":2100}}
 //! ```
 
 use std::fmt;
@@ -164,6 +164,7 @@ impl Tally {
             p90: h.value_at_quantile(0.9),
             p99: h.value_at_quantile(0.99),
             p999: h.value_at_quantile(0.999),
+            p9999: h.value_at_quantile(0.9999),
             max: h.max(),
         }
     }
@@ -176,6 +177,8 @@ struct Percentiles {
     p90: u64,
     p99: u64,
     p999: u64,
+    /// In the JSON report only (the text report stops at p99.9).
+    p9999: u64,
     max: u64,
 }
 
@@ -236,7 +239,7 @@ impl Report<'_> {
             "{{\"scenario\":\"{}\",\"target\":\"{}\",\"connections\":{},\"rate\":{rate},\
              \"duration_s\":{:.3},\"completed\":{},\"errors\":{{{errors}}},\"lost\":{},\
              \"rate_per_s\":{:.1},\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\
-             \"p999\":{},\"max\":{}}}}}",
+             \"p999\":{},\"p9999\":{},\"max\":{}}}}}",
             self.scenario,
             self.target,
             self.connections,
@@ -248,6 +251,7 @@ impl Report<'_> {
             l.p90,
             l.p99,
             l.p999,
+            l.p9999,
             l.max
         )
     }
@@ -336,6 +340,7 @@ mod tests {
                 p90: 900,
                 p99: 990,
                 p999: 999,
+                p9999: 1000,
                 max: 1000
             }
         );
@@ -351,7 +356,7 @@ mod tests {
              \"rate\":null,\"duration_s\":2.500,\"completed\":1000,\"errors\":{\"refused\":0,\
              \"reset\":2,\"timed_out\":0,\"bad_reply\":1,\"other\":0},\"lost\":0,\
              \"rate_per_s\":400.0,\"latency_us\":{\"p50\":500,\"p90\":900,\"p99\":990,\
-             \"p999\":999,\"max\":1000}}"
+             \"p999\":999,\"p9999\":1000,\"max\":1000}}"
         );
         let open = Report {
             rate: Some(1000.0),
