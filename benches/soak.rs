@@ -500,7 +500,7 @@ fn round(
     start: Instant,
     done: &mut Done,
 ) -> Result<(), String> {
-    let loads = [
+    let mut loads = vec![
         Load::start(
             "count",
             d.count,
@@ -516,7 +516,6 @@ fn round(
     // Every run ends within its duration and its requests' deadlines (5 s).
     let deadline = until + WAIT;
     let mut next = Instant::now() + Duration::from_secs_f64(o.sample_secs);
-    let mut loads = Vec::from(loads);
     while !loads.is_empty() {
         if Instant::now() >= deadline {
             return Err(format!("load runs still going {WAIT:?} after their end"));
