@@ -3,7 +3,8 @@
 //!
 //! ```no_run
 //! use oneloop::{Config, Server};
-//! use oneloop::config::{Instance, Transport};
+//! use oneloop::config::Instance;
+//! use oneloop::proto::Transport;
 //!
 //! let count = Instance::parse(Transport::Tcp, "count@127.0.0.1:0").unwrap();
 //! let server = Server::bind(Config::with_instances(vec![count])).unwrap();
@@ -16,42 +17,38 @@
 //! println!("{summary}");
 //! ```
 //!
-//! Map of the crate: `config` (what to serve, limits), `sockets` (socket set-up), `server`
-//! (the loop), `conn` (one connection's state machine and I/O), `session` (the protocols,
-//! without I/O), `console` (the operator console), `proxy` (PROXY protocol headers), `udp`
-//! (the UDP services), `access` (`--allow`/`--deny`), `fairness` (the per-source limits),
-//! `privileges` (`--user`, `--chroot`), `deadline` (timers), `logging` and `narrate` (the log
-//! lines, repeats collapsed), `syslog` (the log under an inetd), `cli` (the command line),
-//! `args` (the ranges of its numbers), `systemd` (passed sockets: socket activation and
-//! `--inetd`; notifications).
+//! # The layers
+//! One folder a layer; each module's doc says what it owns and what it never does. Arrows
+//! point down only: a layer uses those below it, never one above.
+//! ```text
+//! cmd/      front-ends over the library: serve (the daemon's command line), sockopts,
+//!           client/, load/
+//!   │
+//! server/   the loop: Server and run, tokens, bind, accept, the connection table, conn/,
+//!           UDP serving, the console, lifecycle, timers, counters, trace
+//!   │
+//!   ├── policy/  who is served and how much: access lists, per-source tables, the gate
+//!   ├── os/      Linux calls that decide nothing: sockets, batched datagrams, systemd,
+//!   │            privileges (all of the crate's `unsafe` is here)
+//!   ├── log/     how log lines look and where they go: stderr, the journal, syslog
+//!   │
+//! config/   what the daemon is asked to do, with the range of every number
+//! clock     milliseconds since the loop started, handed to every layer that needs the time
+//! proto/    the protocols, sans-IO: bytes in, bytes out and a step; no socket, clock or log;
+//!           imports nothing of the crate
+//! ```
 //! The behaviour is described in `docs/protocol.md`.
 
 #![warn(unreachable_pub)]
 
-pub mod access;
-pub mod args;
-pub mod cli;
-pub mod client;
+pub(crate) mod clock;
+pub mod cmd;
 pub mod config;
-mod conn;
-mod console;
-mod deadline;
-pub mod fairness;
-#[cfg(feature = "load")]
-pub mod load;
-mod logbytes;
-pub mod logging;
-mod mmsg;
-mod narrate;
-pub mod privileges;
-pub mod proxy;
-mod server;
-pub mod session;
-pub mod sockets;
-pub mod sockopts;
-mod syslog;
-pub mod systemd;
-pub mod udp;
+pub mod log;
+pub mod os;
+pub mod policy;
+pub mod proto;
+pub mod server;
 
 pub use config::Config;
 pub use server::{BindError, Server, Shutdown, Summary};

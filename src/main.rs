@@ -9,22 +9,22 @@ fn main() -> ExitCode {
     let code = match sub {
         "client" => {
             args.remove(0);
-            oneloop::client::run_cli(args)
+            oneloop::cmd::client::run_cli(args)
         }
         #[cfg(feature = "load")]
         "load" => {
             args.remove(0);
-            oneloop::load::run_cli(args)
+            oneloop::cmd::load::run_cli(args)
         }
         "sockopts" => {
             args.remove(0);
-            oneloop::sockopts::run_cli(args)
+            oneloop::cmd::sockopts::run_cli(args)
         }
         "serve" => {
             args.remove(0);
-            oneloop::cli::serve(args)
+            oneloop::cmd::serve::serve(args)
         }
-        _ => oneloop::cli::serve(args),
+        _ => oneloop::cmd::serve::serve(args),
     };
     ExitCode::from(code)
 }

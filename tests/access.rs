@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 
 use common::*;
-use oneloop::access::Cidr;
+use oneloop::policy::access::Cidr;
 
 /// Everything the daemon says to a count client from `from` that sends `line`.
 fn count_from(from: &str, to: SocketAddr, line: &[u8]) -> String {

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use oneloop::config::Epoch;
+use oneloop::proto::Epoch;
 
 mod common;
 use common::{Daemon, WAIT};

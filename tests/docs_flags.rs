@@ -11,7 +11,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use oneloop::config::{Instance, Service, Transport};
+use oneloop::config::Instance;
+use oneloop::proto::{Service, Transport};
 
 /// How long a `--help` may take to print.
 const WAIT: Duration = Duration::from_secs(20);

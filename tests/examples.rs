@@ -21,7 +21,7 @@ use common::{
     assert_time_is_now, connect, count_client, cpu_ticks, read_exact, read_to_end, status_kb,
     udp_ask, udp_client, wait_asleep, welcome_for, WAIT,
 };
-use oneloop::config::Epoch;
+use oneloop::proto::Epoch;
 
 /// The built example `name`, beside this test's own executable (target/PROFILE/deps/..).
 fn binary(name: &str) -> PathBuf {

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use oneloop::session::Counters;
+use oneloop::server::counters::Counters;
 
 use common::netns::{can_stage, Link, Netns};
 use common::*;
@@ -31,7 +31,7 @@ use common::*;
 /// Raises this process's soft open-file limit to its hard limit, which must allow `needed`:
 /// the big scenarios hold thousands of client sockets.
 fn allow_open_files(needed: u64) {
-    let limit = oneloop::sockets::raise_fd_limit().expect("raise RLIMIT_NOFILE");
+    let limit = oneloop::os::sockets::raise_fd_limit().expect("raise RLIMIT_NOFILE");
     assert!(
         limit >= needed,
         "the open-file limit is {limit}, {needed} are needed"

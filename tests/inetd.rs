@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use oneloop::config::Epoch;
+use oneloop::proto::Epoch;
 
 const ONELOOP: &str = env!("CARGO_BIN_EXE_oneloop");
 const INETD: &str = "/usr/sbin/inetd";

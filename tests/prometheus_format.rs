@@ -13,8 +13,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use oneloop::config::{Instance, Service, Transport};
-use oneloop::session::{Counters, InstanceCounters, Snapshot, Stats, Step};
+use oneloop::config::Instance;
+use oneloop::proto::{Service, Stats, Step, Transport};
+use oneloop::server::counters::{Counters, InstanceCounters, Snapshot};
 use serde_json::Value;
 
 /// Runs `cmd` with `input` on its standard input, for at most `limit`; its standard output,

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 use common::*;
-use oneloop::access::Cidr;
+use oneloop::policy::access::Cidr;
 
 /// What the daemon says to a connection from `from` that sends `bytes` and half-closes.
 fn exchange(from: &str, to: SocketAddr, bytes: &[u8]) -> String {

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use oneloop::config::Epoch;
+use oneloop::proto::Epoch;
 
 /// A byte pattern that shows any reordering or loss.
 fn pattern(len: usize) -> Vec<u8> {

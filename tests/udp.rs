@@ -6,7 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use common::*;
-use oneloop::config::Epoch;
+use oneloop::proto::Epoch;
 
 #[test]
 fn udp_echo_returns_datagrams_up_to_65507_bytes_whole() {

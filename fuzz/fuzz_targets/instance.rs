@@ -11,7 +11,8 @@
 use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
-use oneloop::config::{Instance, Transport};
+use oneloop::config::Instance;
+use oneloop::proto::Transport;
 
 /// Whether `spec` names a host the parser could go and resolve.
 fn names_a_host(spec: &str) -> bool {

@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oneloop::proxy::{self, Parser, Progress, Scan, MAX_HEADER};
+use oneloop::proto::proxy::{self, Parser, Progress, Scan, MAX_HEADER};
 
 fuzz_target!(|data: &[u8]| {
     let chunks = oneloop_fuzz::chunks(data);

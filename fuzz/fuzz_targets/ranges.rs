@@ -9,8 +9,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use oneloop::args::{Number, Range};
-use oneloop::config::ranges;
+use oneloop::config::ranges::{self, Number, Range};
 
 /// Parses `text` against `range` and checks what comes back; returns the value.
 fn parse<T: Number + std::fmt::Debug>(range: Range<T>, text: &str) -> Option<T> {

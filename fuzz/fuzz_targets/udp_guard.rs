@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use libfuzzer_sys::fuzz_target;
-use oneloop::udp::Guard;
+use oneloop::proto::datagram::Guard;
 
 /// Takes `n` bytes off the front of `data`, when it has them.
 fn take<'a>(data: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {

@@ -11,7 +11,8 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use oneloop::config::{Instance, Transport};
+use oneloop::config::Instance;
+use oneloop::proto::Transport;
 use oneloop::{Config, Server, Summary};
 
 /// The longest any single wait in a test may take.
@@ -176,14 +177,14 @@ pub fn count_reply(addr: SocketAddr, line: &[u8]) -> String {
 }
 
 /// Checks a time service's reply: exactly 4 bytes, within 5 s of the clock in `epoch`.
-pub fn assert_time_is_now(reply: Vec<u8>, epoch: oneloop::config::Epoch) {
+pub fn assert_time_is_now(reply: Vec<u8>, epoch: oneloop::proto::Epoch) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let want = match epoch {
-        oneloop::config::Epoch::Unix => now,
-        oneloop::config::Epoch::Rfc868 => now + 2_208_988_800,
+        oneloop::proto::Epoch::Unix => now,
+        oneloop::proto::Epoch::Rfc868 => now + 2_208_988_800,
     } as u32;
     let bytes: [u8; 4] = reply.try_into().expect("a 4-byte reply");
     let value = u32::from_be_bytes(bytes);
