@@ -25,7 +25,7 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-use oneloop::session::LineCounter;
+use oneloop::proto::LineCounter;
 
 fn main() -> io::Result<()> {
     let listener = listen()?;

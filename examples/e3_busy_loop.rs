@@ -28,7 +28,7 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
-use oneloop::session::LineCounter;
+use oneloop::proto::LineCounter;
 
 /// One client: its socket and how far its line has been counted.
 struct Client {

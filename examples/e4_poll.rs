@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token};
-use oneloop::session::LineCounter;
+use oneloop::proto::LineCounter;
 use slab::Slab;
 
 /// The listener's token; connections use their slab key.
