@@ -10,26 +10,19 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use oneloop::proto::{Epoch, LineCounter, Service, Session, Settings};
-use oneloop::server::counters::Snapshot;
+use oneloop::server::counters::NO_METRICS;
 
 /// The longest line oneloop accepts by default.
 const LINE: usize = 4096;
 
 fn count_session(c: &mut Criterion) {
     let peer: SocketAddr = "127.0.0.1:40512".parse().expect("address");
-    // `count` reads no metrics: a daemon with none.
-    let metrics = Snapshot {
-        instances: &[],
-        open: 0,
-        accept_pauses: 0,
-        start_time: SystemTime::UNIX_EPOCH,
-    };
     let settings = Settings {
         max_line: LINE,
         idle_timeout: Duration::from_secs(30),
         ack_reply: b"",
         console: false,
-        metrics: &metrics,
+        metrics: &NO_METRICS,
     };
     let now = SystemTime::now();
     let mut out = Vec::with_capacity(128);

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
 use oneloop::proto::{Ack, Epoch, Service, Session, Settings, Step, MAX_REQUEST};
-use oneloop::server::counters::Snapshot;
+use oneloop::server::counters::NO_METRICS;
 
 const ACK: &[u8] = b"\nI get it!\n";
 
@@ -119,12 +119,7 @@ fuzz_target!(|data: &[u8]| {
         idle_timeout: Duration::from_millis(1 + u64::from(*limit) * 997),
         ack_reply: if select & 0x80 != 0 { b"ok\n" } else { b"" },
         console: kind == 5,
-        metrics: &Snapshot {
-            instances: &[],
-            open: 0,
-            accept_pauses: 0,
-            start_time: std::time::SystemTime::UNIX_EPOCH,
-        },
+        metrics: &NO_METRICS,
     };
     let chunks = oneloop_fuzz::chunks(stream);
     let (out, step) = run(kind, &chunks, end, &settings);

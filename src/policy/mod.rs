@@ -4,4 +4,5 @@
 //! socket, logs or counts.
 
 pub mod access;
+pub mod gate;
 pub mod sources;

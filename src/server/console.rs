@@ -19,10 +19,13 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
-use log::{trace, warn};
+use log::{info, trace, warn};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
+use super::conn::State;
+use super::Server;
+use crate::clock::Millis;
 use crate::log::escape::Escaped;
 
 /// The longest line the console keeps; the rest of a longer line is dropped (with a warning).
@@ -186,6 +189,64 @@ impl Console {
         self.overlong |= part.len() > room;
         self.partial
             .extend_from_slice(&part[..part.len().min(room)]);
+    }
+}
+
+/// The loop's side of the console: typed lines delivered to the connections that wait.
+impl Server {
+    /// Lines from the operator go to the connections waiting for them; at the end of input
+    /// the waiting ones get the `--ack-reply` text.
+    pub(super) fn on_console(&mut self, now: Millis) {
+        let typed = match &mut self.console {
+            Some(console) => console.read(),
+            None => return,
+        };
+        for t in typed {
+            match t {
+                Typed::Line { to, text } => match self.take_waiting(to) {
+                    Some(key) => self.answer_operator(key, &text, now),
+                    None => match to {
+                        Some(n) => warn!("console: connection {n} is not waiting; line dropped"),
+                        None => warn!("console: no connection is waiting; line dropped"),
+                    },
+                },
+                Typed::End => {
+                    info!("console: end of input; connections waiting get the --ack-reply text");
+                    let waiting = match &mut self.console {
+                        Some(console) => console.take_all_waiting(),
+                        None => Default::default(),
+                    };
+                    let reply = self.config.ack_reply.clone();
+                    for (number, key) in waiting {
+                        if self.is_waiting(number, key) {
+                            self.answer_operator(key, &reply, now);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The key of the waiting connection a line `to` connection N (or to whoever waited
+    /// longest) is for. Entries of connections that closed meanwhile are dropped on the way.
+    fn take_waiting(&mut self, to: Option<u64>) -> Option<usize> {
+        loop {
+            let (number, key) = self.console.as_mut()?.take_waiting(to)?;
+            if self.is_waiting(number, key) {
+                return Some(key);
+            }
+        }
+    }
+
+    /// Whether the connection at `key` is console connection `number`, waiting.
+    fn is_waiting(&self, number: u64, key: usize) -> bool {
+        self.conns
+            .get(key)
+            .is_some_and(|c| c.state() == State::Waiting && c.console_number() == Some(number))
+    }
+
+    fn answer_operator(&mut self, key: usize, text: &[u8], now: Millis) {
+        self.drive(key, now, |conn, cx| conn.on_operator(key, text, cx));
     }
 }
 

@@ -76,10 +76,17 @@ pub struct InstanceCounters {
     pub counters: Counters,
 }
 
+impl AsRef<InstanceCounters> for InstanceCounters {
+    fn as_ref(&self) -> &InstanceCounters {
+        self
+    }
+}
+
 /// Everything `stats` reports, as it stands when a request is complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Snapshot<'a> {
-    pub instances: &'a [InstanceCounters],
+pub struct Snapshot<'a, I = InstanceCounters> {
+    /// The instances and their counters (anything that holds an [`InstanceCounters`]).
+    pub instances: &'a [I],
     /// TCP connections held now.
     pub open: u64,
     /// How often accepting paused for lack of file descriptors.
@@ -162,7 +169,7 @@ const PER_INSTANCE: [Metric; 10] = [
 
 /// The snapshot of a daemon with no instance and no history, lent where no `stats` request
 /// can be answered (a connection's opening, the end of the grace period).
-pub(crate) const NO_METRICS: Snapshot<'static> = Snapshot {
+pub const NO_METRICS: Snapshot<'static> = Snapshot {
     instances: &[],
     open: 0,
     accept_pauses: 0,
@@ -170,12 +177,12 @@ pub(crate) const NO_METRICS: Snapshot<'static> = Snapshot {
 };
 
 /// The exposition: every per-instance counter, then the gauges of the whole daemon.
-impl Metrics for Snapshot<'_> {
+impl<I: AsRef<InstanceCounters> + std::fmt::Debug> Metrics for Snapshot<'_, I> {
     fn write(&self, body: &mut Vec<u8>) {
         let snapshot = self;
         for metric in &PER_INSTANCE {
             family(body, metric.name, metric.help, "counter");
-            for i in snapshot.instances {
+            for i in snapshot.instances.iter().map(AsRef::as_ref) {
                 if i.instance.transport == metric.transport {
                     body.extend_from_slice(metric.name.as_bytes());
                     labels(body, &i.instance);
@@ -381,5 +388,26 @@ oneloop_start_time_seconds 1700000000
         let mut out = Vec::new();
         escape_label(&mut out, "a\\b\"c\nd[::1]:7");
         assert_eq!(out, b"a\\\\b\\\"c\\nd[::1]:7");
+    }
+
+    #[test]
+    fn summary_line() {
+        let s = Counters {
+            served: 3,
+            refused: 1,
+            timed_out: 2,
+            denied: 6,
+            limited: 7,
+            health_checks: 9,
+            answered: 5,
+            dropped: 4,
+            datagrams_denied: 8,
+            datagrams_limited: 10,
+        };
+        assert_eq!(
+            s.to_string(),
+            "connections served 3, refused 1, timed out 2, denied 6, limited 7; \
+             datagrams answered 5, dropped 4, denied 8, limited 10"
+        );
     }
 }

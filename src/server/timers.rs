@@ -1,4 +1,9 @@
-//! The connections' deadlines.
+//! Every timer of the loop, in one place: the connections' deadlines, and the loop's own
+//! timers (the end of the grace period, the retry of accepting, the watchdog, `--exit-idle`).
+//! The loop sleeps until the earliest of them all ([`Due`] says what that is for), or without
+//! a timeout when none is armed.
+//!
+//! The connections' deadlines:
 //!
 //! Every connection has at most one deadline that matters (its request deadline, its idle
 //! limit, or its linger limit). Deadlines of one kind all have the same length, so a new one is
@@ -201,6 +206,105 @@ fn key_u32(key: usize) -> u32 {
     key as u32
 }
 
+/// The loop's own timers (the connections' deadlines are in [`Timers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LoopTimer {
+    /// The grace period is over: every connection still open closes.
+    DrainEnd,
+    /// Accepting resumes after a pause (no descriptors, or a transient error).
+    AcceptRetry,
+    /// `WATCHDOG=1` is due (only when the service manager asked for it).
+    Watchdog,
+    /// Nothing has been open for `--exit-idle`: the daemon stops.
+    ExitIdle,
+}
+
+impl LoopTimer {
+    const ALL: [LoopTimer; 4] = [
+        LoopTimer::DrainEnd,
+        LoopTimer::AcceptRetry,
+        LoopTimer::Watchdog,
+        LoopTimer::ExitIdle,
+    ];
+}
+
+/// When each loop timer is due, indexed by [`LoopTimer`]; `None` while it is not armed.
+#[derive(Debug, Default)]
+pub(crate) struct LoopTimers {
+    due: [Option<Millis>; LoopTimer::ALL.len()],
+}
+
+impl LoopTimers {
+    /// Arms `timer` for `at`, or disarms it with `None`.
+    pub(crate) fn set(&mut self, timer: LoopTimer, at: Option<Millis>) {
+        self.due[timer as usize] = at;
+    }
+
+    pub(crate) fn arm(&mut self, timer: LoopTimer, at: Millis) {
+        self.set(timer, Some(at));
+    }
+
+    /// Disarms `timer`; returns whether it was armed.
+    pub(crate) fn disarm(&mut self, timer: LoopTimer) -> bool {
+        self.due[timer as usize].take().is_some()
+    }
+
+    pub(crate) fn is_armed(&self, timer: LoopTimer) -> bool {
+        self.due[timer as usize].is_some()
+    }
+
+    /// The earliest armed timer (the first in [`LoopTimer::ALL`] on a tie).
+    pub(crate) fn next(&self) -> Option<(Millis, LoopTimer)> {
+        LoopTimer::ALL
+            .into_iter()
+            .filter_map(|t| Some((self.due[t as usize]?, t)))
+            .min_by_key(|&(at, _)| at)
+    }
+
+    /// Takes the earliest timer if it is due at `now`.
+    pub(crate) fn pop_due(&mut self, now: Millis) -> Option<LoopTimer> {
+        let (at, timer) = self.next()?;
+        (at <= now).then(|| {
+            self.disarm(timer);
+            timer
+        })
+    }
+}
+
+/// What the loop's nearest due time is for (the poll's timeout says so in the trace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    Conn(usize),
+    Loop(LoopTimer),
+    /// The line for drops the UDP drop log held back.
+    DropLog,
+    /// Forgetting the rate tables' sources that have not been seen for a while.
+    RateTables,
+}
+
+impl Due {
+    /// The earliest of the due times given (the first on a tie), and what it is for.
+    pub(crate) fn earliest(
+        candidates: impl IntoIterator<Item = Option<(Millis, Due)>>,
+    ) -> Option<(Millis, Due)> {
+        candidates.into_iter().flatten().min_by_key(|&(at, _)| at)
+    }
+}
+
+impl std::fmt::Display for Due {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Due::Conn(key) => write!(f, "conn {key}'s deadline"),
+            Due::Loop(LoopTimer::DrainEnd) => f.write_str("the end of the grace period"),
+            Due::Loop(LoopTimer::AcceptRetry) => f.write_str("the time to try accepting again"),
+            Due::Loop(LoopTimer::Watchdog) => f.write_str("the next watchdog ping"),
+            Due::Loop(LoopTimer::ExitIdle) => f.write_str("the end of the idle time (--exit-idle)"),
+            Due::DropLog => f.write_str("the drop log's summary line"),
+            Due::RateTables => f.write_str("the rate tables' clean-up"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,5 +436,45 @@ mod tests {
             }
             prop_assert!(model.is_empty());
         }
+    }
+
+    #[test]
+    fn the_loops_timers_come_due_earliest_first_and_once() {
+        let mut t = LoopTimers::default();
+        assert_eq!(t.next(), None);
+        t.arm(LoopTimer::Watchdog, 300);
+        t.arm(LoopTimer::DrainEnd, 100);
+        t.arm(LoopTimer::AcceptRetry, 200);
+        assert_eq!(t.next(), Some((100, LoopTimer::DrainEnd)));
+        assert_eq!(t.pop_due(99), None);
+        assert_eq!(t.pop_due(250), Some(LoopTimer::DrainEnd));
+        assert_eq!(t.pop_due(250), Some(LoopTimer::AcceptRetry));
+        assert_eq!(t.pop_due(250), None);
+        assert!(t.disarm(LoopTimer::Watchdog));
+        assert!(!t.disarm(LoopTimer::Watchdog));
+        assert!(!t.is_armed(LoopTimer::Watchdog));
+        assert_eq!(t.next(), None);
+    }
+
+    #[test]
+    fn the_idle_timer_is_one_of_the_loops_timers() {
+        let mut t = LoopTimers::default();
+        t.arm(LoopTimer::ExitIdle, 50);
+        t.arm(LoopTimer::Watchdog, 60);
+        assert_eq!(t.next(), Some((50, LoopTimer::ExitIdle)));
+        assert!(t.is_armed(LoopTimer::ExitIdle));
+        assert_eq!(t.pop_due(55), Some(LoopTimer::ExitIdle));
+        assert!(!t.is_armed(LoopTimer::ExitIdle));
+        assert_eq!(t.next(), Some((60, LoopTimer::Watchdog)));
+    }
+
+    #[test]
+    fn the_nearest_due_time_prefers_the_first_on_a_tie() {
+        let a = Some((5, Due::DropLog));
+        let b = Some((5, Due::RateTables));
+        assert_eq!(Due::earliest([a, b]), a);
+        assert_eq!(Due::earliest([Some((7, Due::DropLog)), b]), b);
+        assert_eq!(Due::earliest([None, b]), b);
+        assert_eq!(Due::earliest([None, None]), None);
     }
 }

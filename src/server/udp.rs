@@ -13,12 +13,14 @@ use std::time::{Duration, SystemTime};
 
 use log::{debug, info, trace};
 
+use super::bind::Socket;
+use super::table::AgainList;
+use super::Server;
 use crate::clock::{after, Clock, Millis, NEVER};
 use crate::config::Instance;
 use crate::log::escape::Escaped;
 use crate::os::mmsg::{Datagrams, BATCH};
-use crate::policy::access::AccessList;
-use crate::policy::sources::{RateTable, SourceKey};
+use crate::policy::gate::Gate;
 use crate::proto::datagram::{reply, Guard};
 use crate::proto::time_value;
 use crate::proto::{Epoch, Service};
@@ -32,15 +34,6 @@ pub(crate) struct Tally {
     pub(crate) denied: u64,
     /// Over `--udp-rate` (not counted as dropped).
     pub(crate) limited: u64,
-}
-
-/// Which datagrams one `serve` call answers: the loop guard, who may be served, and the
-/// replies each source may have a second.
-#[derive(Debug)]
-pub(crate) struct Policy<'a> {
-    pub(crate) guard: Guard<'a>,
-    pub(crate) access: Option<&'a AccessList>,
-    pub(crate) rates: Option<&'a mut RateTable>,
 }
 
 /// The drop lines at `info`: the first drop from each source is logged there (the table of
@@ -150,23 +143,71 @@ impl DropLog {
 /// How many batches one call may take before it lets the loop serve others.
 const TURN: usize = 8;
 
-/// Receives on one UDP service's socket until it would block (or its turn is over),
-/// answering what deserves an answer, a batch at a time. Returns the tally and whether the
-/// socket is drained (when not, the loop must call again before it sleeps).
-pub(crate) fn serve(
+/// What the loop keeps for its UDP services.
+#[derive(Debug, Default)]
+pub(crate) struct Udp {
+    /// The ports of this daemon's UDP services (the loop guard drops datagrams from them).
+    own_ports: Vec<u16>,
+    /// The interfaces' broadcast addresses (read when the first datagram arrives).
+    broadcasts: Option<Vec<std::net::Ipv4Addr>>,
+    /// Slots for batches of datagrams (made when the first datagram arrives).
+    batch: Option<Box<Datagrams>>,
+    pub(crate) drops: DropLog,
+    /// Sockets, by instance, that used their turn and want another before the loop sleeps.
+    pub(crate) again: AgainList,
+}
+
+impl Udp {
+    pub(crate) fn new(own_ports: Vec<u16>) -> Udp {
+        Udp {
+            own_ports,
+            ..Udp::default()
+        }
+    }
+
+    /// Receives on one UDP service's socket until it would block (or its turn is over),
+    /// answering what deserves an answer, a batch at a time. Returns the tally and whether
+    /// the socket is drained (when not, the loop must call again before it sleeps).
+    pub(crate) fn serve(
+        &mut self,
+        socket: &mio::net::UdpSocket,
+        instance: &Instance,
+        epoch: Epoch,
+        gate: &mut Gate,
+        clock: Clock,
+    ) -> (Tally, bool) {
+        let guard = Guard {
+            own_ports: &self.own_ports,
+            broadcasts: self
+                .broadcasts
+                .get_or_insert_with(crate::os::sockets::interface_broadcasts),
+        };
+        let batch = self.batch.get_or_insert_with(Box::default);
+        serve(
+            socket,
+            instance,
+            batch,
+            epoch,
+            guard,
+            gate,
+            &mut self.drops,
+            clock,
+        )
+    }
+}
+
+/// [`Udp::serve`], with its parts borrowed apart.
+#[allow(clippy::too_many_arguments)]
+fn serve(
     socket: &mio::net::UdpSocket,
     instance: &Instance,
     batch: &mut Datagrams,
     epoch: Epoch,
-    policy: Policy<'_>,
+    guard: Guard<'_>,
+    gate: &mut Gate,
     drops: &mut DropLog,
     clock: Clock,
 ) -> (Tally, bool) {
-    let Policy {
-        guard,
-        access,
-        mut rates,
-    } = policy;
     let fd = socket.as_raw_fd();
     let mut tally = Tally::default();
     for _ in 0..TURN {
@@ -192,7 +233,7 @@ pub(crate) fn serve(
             _ => [0; 4],
         };
         // The clock, for the rate limit only, read once a batch.
-        let now = rates.as_ref().map(|_| clock.now());
+        let now = gate.limits_replies().then(|| clock.now());
         let answered = batch.answer(fd, n, |datagram, src| {
             let Some(src) = src else {
                 tally.dropped += 1;
@@ -204,7 +245,7 @@ pub(crate) fn serve(
                 Escaped(datagram)
             );
             let ip = src.ip().to_canonical();
-            if access.is_some_and(|a| !a.permits(ip)) {
+            if !gate.permits(ip) {
                 trace!("{instance}: {src} is not served (--allow/--deny): dropped");
                 tally.denied += 1;
                 return None;
@@ -219,8 +260,8 @@ pub(crate) fn serve(
                 tally.dropped += 1;
                 return None;
             };
-            if let (Some(rates), Some(now)) = (rates.as_deref_mut(), now) {
-                if !rates.admit(SourceKey::of(ip), now) {
+            if let Some(now) = now {
+                if !gate.admit_reply(ip, now) {
                     trace!("{instance}: {src} is over --udp-rate: no reply");
                     tally.limited += 1;
                     return None;
@@ -254,6 +295,32 @@ pub(crate) fn serve(
         }
     }
     (tally, false)
+}
+
+impl Server {
+    /// Serves instance `i`'s UDP socket for one turn, counting what became of its datagrams.
+    pub(super) fn serve_datagrams(&mut self, i: usize) {
+        let bound = &mut self.instances[i];
+        let Socket::Udp(socket) = &bound.socket else {
+            return;
+        };
+        let instance = bound.counted.instance;
+        let (tally, drained) = self.udp.serve(
+            socket,
+            &instance,
+            self.config.time_epoch,
+            &mut self.gate,
+            self.clock,
+        );
+        let c = &mut bound.counted.counters;
+        c.answered += tally.answered;
+        c.dropped += tally.dropped;
+        c.datagrams_denied += tally.denied;
+        c.datagrams_limited += tally.limited;
+        if !drained {
+            self.udp.again.push(i);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,56 +29,27 @@
 //! The socket is anything that implements [`Io`]: the real `mio` stream, or a scripted one in
 //! tests that returns `WouldBlock`, short reads and writes, and errors wherever it is told to.
 
+mod socket;
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io;
 use std::time::Duration;
 
 use log::{debug, info, trace};
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
-use socket2::SockRef;
+use mio::Interest;
+
+use socket::narrate_read;
+pub(crate) use socket::{closed_by, Io};
 
 use crate::clock::{after, Millis};
+use crate::config::Config;
 use crate::log::escape::Escaped;
 use crate::proto::proxy::{self, Header};
-use crate::proto::{Session, Settings, Step};
+use crate::proto::{Metrics, Session, Settings, Step};
 use crate::server::timers::{Deadline, Kind};
-
-/// The socket operations a connection makes.
-pub(crate) trait Io {
-    /// One read into `buf`; `Ok(0)` is the client's EOF.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// One write of `buf`. With `more`, the kernel may hold the bytes back for what follows at
-    /// once (our FIN), so both leave in one segment.
-    fn write(&mut self, buf: &[u8], more: bool) -> io::Result<usize>;
-    /// Shuts down the write side: the client reads EOF after what was sent.
-    fn shutdown_write(&mut self) -> io::Result<()>;
-    /// Copies what is queued into `buf` without taking it (MSG_PEEK).
-    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-}
-
-impl Io for TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Read::read(self, buf)
-    }
-
-    fn write(&mut self, buf: &[u8], more: bool) -> io::Result<usize> {
-        if more {
-            SockRef::from(&*self).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
-        } else {
-            Write::write(self, buf)
-        }
-    }
-
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-
-    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        TcpStream::peek(self, buf)
-    }
-}
 
 /// What the client's half of the connection has said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,27 +194,88 @@ const HEADER_WAIT: Duration = Duration::from_secs(5);
 /// the others. (This is one of the places that stop before `WouldBlock`: see `server.rs`.)
 const TURN: usize = 32;
 
-/// The loop's shared buffers and settings, lent to a connection while it is pumped.
-pub(crate) struct Cx<'a> {
-    /// Where reads land (shared by every connection: a connection owns no read buffer).
-    pub read_buf: &'a mut [u8],
+/// The loop's buffers and the settings every connection reads: made once, when the server
+/// binds, and lent to one connection at a time ([`Shared::lend`]).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Where reads land (shared by every connection: a connection owns no read buffer). As
+    /// large as the largest `--max-output`, which is the most one read may take.
+    read_buf: Vec<u8>,
     /// Where sessions write their output before it goes to the socket.
+    pub(crate) out: Vec<u8>,
+    max_line: usize,
+    idle_timeout: Duration,
+    ack_reply: Vec<u8>,
+    max_output: usize,
+    linger: Duration,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &Config) -> Shared {
+        let read_buf = crate::config::ranges::MAX_OUTPUT.max;
+        Shared {
+            read_buf: vec![0; read_buf],
+            out: Vec::with_capacity(read_buf + crate::config::MAX_ACK_REPLY + 64),
+            max_line: config.max_line,
+            idle_timeout: config.idle_timeout,
+            ack_reply: config.ack_reply.clone(),
+            max_output: config.max_output,
+            linger: config.linger,
+        }
+    }
+
+    /// The context for one connection's turn at `now`: the buffers, and the settings with
+    /// what changes while the loop runs (whether the console is open, the metrics).
+    pub(crate) fn lend<'a>(
+        &'a mut self,
+        console: bool,
+        metrics: &'a dyn Metrics,
+        now: Millis,
+    ) -> Cx<'a> {
+        Cx {
+            read_buf: &mut self.read_buf,
+            out: &mut self.out,
+            settings: Settings {
+                max_line: self.max_line,
+                idle_timeout: self.idle_timeout,
+                ack_reply: &self.ack_reply,
+                console,
+                metrics,
+            },
+            max_output: self.max_output,
+            linger: self.linger,
+            now,
+        }
+    }
+}
+
+/// What a connection is lent while it is pumped.
+pub(crate) struct Cx<'a> {
+    pub read_buf: &'a mut [u8],
     pub out: &'a mut Vec<u8>,
     pub settings: Settings<'a>,
     /// The most bytes one read may take (`--max-output`).
     pub max_output: usize,
-    pub idle_timeout: Duration,
     pub linger: Duration,
     pub now: Millis,
+}
+
+/// What a deadline did to a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Expired {
+    pub status: Status,
+    /// Its request deadline or idle limit passed (counted once: the connection has left
+    /// that deadline for good).
+    pub timed_out: bool,
 }
 
 /// One TCP connection over a socket `S`.
 #[derive(Debug)]
 pub(crate) struct Conn<S = TcpStream> {
     io: S,
-    pub session: Session,
+    session: Session,
     /// When something must happen without an event, and what kind of wait that is.
-    pub deadline: Option<Deadline>,
+    deadline: Option<Deadline>,
     /// Output the socket did not take yet; holds no allocation while empty.
     unsent: Vec<u8>,
     state: State,
@@ -273,7 +305,7 @@ impl<S: Io> Conn<S> {
             input: Input::Open,
             interest: Interest::READABLE,
         };
-        conn.set_deadline(Kind::Request, after(cx.now, cx.idle_timeout));
+        conn.set_deadline(Kind::Request, after(cx.now, cx.settings.idle_timeout));
         conn.take_opening(key, opened);
         conn.send(key, cx.out, &mut false)?;
         Ok(conn)
@@ -310,7 +342,7 @@ impl<S: Io> Conn<S> {
             State::Serving,
             "the PROXY header is read: the session begins",
         );
-        self.set_deadline(Kind::Request, after(cx.now, cx.idle_timeout));
+        self.set_deadline(Kind::Request, after(cx.now, cx.settings.idle_timeout));
         self.take_opening(key, opened);
         self.pump(key, cx)
     }
@@ -328,6 +360,16 @@ impl<S: Io> Conn<S> {
 
     pub(crate) fn state(&self) -> State {
         self.state
+    }
+
+    /// When something must happen without an event, and what kind of wait that is.
+    pub(crate) fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+
+    /// The console's number for this connection (`ack` under `--console`).
+    pub(crate) fn console_number(&self) -> Option<u64> {
+        self.session.console_number()
     }
 
     /// Whether this is a busy refusal rather than a served connection.
@@ -356,15 +398,18 @@ impl<S: Io> Conn<S> {
             Status::Closed(closed_by(&e))
         });
         if moved && self.state == State::Serving && self.session.activity_extends_deadline() {
-            self.set_deadline(Kind::Request, after(cx.now, cx.idle_timeout));
+            self.set_deadline(Kind::Request, after(cx.now, cx.settings.idle_timeout));
         }
         status
     }
 
     /// The connection's deadline passed. It always moves the connection on: a `Serving`
-    /// connection leaves `Serving` for good (so it times out once), any other one closes.
-    pub(crate) fn on_deadline(&mut self, key: usize, cx: &mut Cx) -> Status {
-        match self.state {
+    /// connection leaves `Serving` for good (so it times out once), any other one closes. It
+    /// says whether this was the connection's timeout (its request deadline or idle limit).
+    pub(crate) fn on_deadline(&mut self, key: usize, cx: &mut Cx) -> Expired {
+        let timed_out =
+            self.deadline.is_some_and(|d| d.kind == Kind::Request) && !self.is_refusal();
+        let status = match self.state {
             State::Header => Status::Closed("no PROXY header within 5 s"),
             State::Serving => match self.session.on_deadline(&cx.settings, cx.out) {
                 Step::Quit => {
@@ -390,7 +435,8 @@ impl<S: Io> Conn<S> {
             State::TimedOut | State::Lingering { .. } => Status::Closed("linger deadline passed"),
             // A waiting connection has no deadline; were one to come, it ends the wait.
             State::Waiting | State::Closed => Status::Closed("deadline passed"),
-        }
+        };
+        Expired { status, timed_out }
     }
 
     /// The daemon stops now: last words (if any) are written if the socket takes them, then
@@ -418,7 +464,7 @@ impl<S: Io> Conn<S> {
         let step = self.session.on_operator(text, cx.out);
         trace!("conn {key}: the operator says {}: {step:?}", Escaped(text));
         self.set_state(key, State::Serving, "the operator replied");
-        self.set_deadline(Kind::Request, after(cx.now, cx.idle_timeout));
+        self.set_deadline(Kind::Request, after(cx.now, cx.settings.idle_timeout));
         self.pump(key, cx)
     }
 
@@ -585,75 +631,6 @@ impl<S: Io> Conn<S> {
 }
 
 impl<S: Io> Conn<S> {
-    /// Sends what the session said (`out`, which this empties) after any output held from
-    /// before, and keeps what the socket does not take. Returns whether nothing is left
-    /// unsent. With nothing held, it writes straight from the shared buffer: no copy, no
-    /// allocation.
-    fn send(&mut self, key: usize, out: &mut Vec<u8>, moved: &mut bool) -> io::Result<bool> {
-        if !self.unsent.is_empty() {
-            self.unsent.extend_from_slice(out);
-            out.clear();
-        }
-        // The session's last words: the FIN (shutdown or close) follows at once, and MSG_MORE
-        // lets it ride in the same segment as the words instead of a segment of its own.
-        let last_words = matches!(self.state, State::Answered | State::TimedOut);
-        let direct = self.unsent.is_empty();
-        let pending: &[u8] = if direct { out } else { &self.unsent };
-        let mut sent = 0;
-        let result = loop {
-            if sent == pending.len() {
-                break Ok(true);
-            }
-            match self.io.write(&pending[sent..], last_words) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    trace!(
-                        "conn {key}: write {n}/{} bytes {}{}",
-                        pending.len() - sent,
-                        Escaped(&pending[sent..sent + n]),
-                        if last_words {
-                            " (MSG_MORE: the FIN rides along)"
-                        } else {
-                            ""
-                        }
-                    );
-                    sent += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Said once when output starts to wait, not at every event while it does.
-                    if direct || sent > 0 {
-                        trace!(
-                            "conn {key}: write -> WouldBlock: {} bytes wait until the client reads",
-                            pending.len() - sent
-                        );
-                    }
-                    break Ok(false);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        if sent > 0 {
-            *moved = true;
-        }
-        if direct {
-            self.unsent.extend_from_slice(&out[sent..]);
-            out.clear();
-        } else {
-            self.unsent.drain(..sent);
-            if self.unsent.is_empty() {
-                // Free the buffer: an idle connection holds none.
-                self.unsent = Vec::new();
-            }
-        }
-        result
-    }
-
-    fn shutdown(&mut self, key: usize) -> io::Result<()> {
-        trace!("conn {key}: shutdown(Write): the client reads EOF after the reply");
-        self.io.shutdown_write()
-    }
-
     /// The one place the state changes. The close is logged at `debug`, the rest at `trace`.
     fn set_state(&mut self, key: usize, to: State, why: &str) {
         if to == State::Closed {
@@ -672,898 +649,5 @@ impl<S: Io> Conn<S> {
     fn drop_output(&mut self, cx: &mut Cx) {
         cx.out.clear();
         self.unsent = Vec::new();
-    }
-}
-
-impl Conn<TcpStream> {
-    /// Registers the socket: READABLE, and WRITABLE too while output waits.
-    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        self.interest = self.wanted_interest();
-        registry.register(&mut self.io, token, self.interest)
-    }
-
-    /// Tells the poll when output starts or stops waiting (rare: only when the socket's send
-    /// buffer fills, and when it drains again). While output waits, nothing is read: that is
-    /// the backpressure.
-    pub(crate) fn update_interest(
-        &mut self,
-        key: usize,
-        registry: &Registry,
-        token: Token,
-    ) -> io::Result<()> {
-        let wanted = self.wanted_interest();
-        if wanted != self.interest {
-            if wanted.is_writable() {
-                trace!(
-                    "conn {key}: interest now READABLE | WRITABLE: {} bytes wait; nothing more is read until they are out (backpressure)",
-                    self.unsent.len()
-                );
-            } else {
-                trace!("conn {key}: interest now READABLE: the output is out, reading again");
-            }
-            self.interest = wanted;
-            registry.reregister(&mut self.io, token, wanted)?;
-        }
-        Ok(())
-    }
-
-    fn wanted_interest(&self) -> Interest {
-        if self.unsent.is_empty() {
-            Interest::READABLE
-        } else {
-            Interest::READABLE | Interest::WRITABLE
-        }
-    }
-}
-
-/// Tells what a read brought, in words.
-fn narrate_read(key: usize, got: Got, buf: &[u8]) {
-    match got {
-        Got::Data(n) => trace!("conn {key}: read {n} bytes {}", Escaped(&buf[..n])),
-        Got::DataThenEof(n) => trace!(
-            "conn {key}: read {n} bytes {}, short, and the poll had reported the client's FIN: that is its EOF (no read needed to see it)",
-            Escaped(&buf[..n])
-        ),
-        Got::Eof => trace!("conn {key}: read 0 bytes: the client's EOF"),
-        Got::Nothing => trace!("conn {key}: read -> WouldBlock: nothing more until the poll says so"),
-    }
-}
-
-/// A short reason for a connection that ended with an error.
-pub(crate) fn closed_by(e: &io::Error) -> &'static str {
-    match e.kind() {
-        io::ErrorKind::ConnectionReset => "reset by peer",
-        io::ErrorKind::BrokenPipe => "peer went away",
-        io::ErrorKind::ConnectionAborted => "aborted",
-        io::ErrorKind::TimedOut => "timed out (keepalive)",
-        _ => "socket error",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::{display_peer, LineCounter};
-    use crate::proto::{Epoch, Service};
-    use proptest::prelude::*;
-    use std::collections::VecDeque;
-    use std::net::SocketAddr;
-    use std::time::SystemTime;
-
-    #[test]
-    fn after_the_last_words_a_read_eof_closes_at_once_else_it_lingers() {
-        assert_eq!(after_last_words(Input::Ended), Finish::CloseNow);
-        assert_eq!(
-            after_last_words(Input::FinReported),
-            Finish::Linger { shutdown: false }
-        );
-        assert_eq!(
-            after_last_words(Input::Open),
-            Finish::Linger { shutdown: true }
-        );
-    }
-
-    #[test]
-    fn a_short_read_after_a_reported_fin_is_the_eof() {
-        assert_eq!(got(0, 10, Input::Open), Got::Eof);
-        assert_eq!(got(4, 10, Input::Open), Got::Data(4));
-        assert_eq!(got(4, 10, Input::FinReported), Got::DataThenEof(4));
-        // A full read may have more behind it, FIN or not.
-        assert_eq!(got(10, 10, Input::FinReported), Got::Data(10));
-    }
-
-    #[test]
-    fn lingering_reads_drain_until_the_eof_and_send_a_missing_fin() {
-        for fin_sent in [true, false] {
-            assert_eq!(linger_read(Got::Eof, fin_sent), Linger::Close);
-            assert_eq!(linger_read(Got::DataThenEof(3), fin_sent), Linger::Close);
-            assert_eq!(linger_read(Got::Data(3), fin_sent), Linger::Drain);
-        }
-        assert_eq!(linger_read(Got::Nothing, true), Linger::Wait);
-        assert_eq!(linger_read(Got::Nothing, false), Linger::SendFin);
-    }
-
-    /// What a scripted socket does on each call.
-    #[derive(Clone, Debug)]
-    enum Act {
-        /// A read returns these bytes (empty: EOF).
-        Read(Vec<u8>),
-        /// A write takes at most this many bytes.
-        Take(usize),
-        /// A write takes everything.
-        All,
-        Block,
-        Fail(io::ErrorKind),
-    }
-
-    /// A socket that follows a script; past its end every read would block, and every write
-    /// too unless `drained`. It records what the connection did with it, faults included.
-    #[derive(Debug, Default)]
-    struct Script {
-        reads: VecDeque<Act>,
-        writes: VecDeque<Act>,
-        /// Past the write script, writes take everything (the client reads at last).
-        drained: bool,
-        written: Vec<u8>,
-        shut: bool,
-        /// What each read returned, in order.
-        delivered: Vec<Vec<u8>>,
-        /// The EOF was read: every read from now on returns 0, as a socket's do.
-        eof: bool,
-        /// The last write did not take all it was offered, so the connection holds output.
-        held: bool,
-        /// Reads and peeks made while the connection held output.
-        read_while_held: usize,
-        /// Reads made after the EOF was read.
-        read_after_eof: usize,
-        /// Writes made after the write side was shut down.
-        written_after_shut: usize,
-    }
-
-    fn next(acts: &mut VecDeque<Act>) -> Act {
-        acts.pop_front().unwrap_or(Act::Block)
-    }
-
-    /// Whether an act is bytes for a read (not the EOF).
-    fn is_data(act: &Act) -> bool {
-        matches!(act, Act::Read(bytes) if !bytes.is_empty())
-    }
-
-    impl Io for Script {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.read_while_held += usize::from(self.held);
-            if self.eof {
-                self.read_after_eof += 1;
-                return Ok(0);
-            }
-            match next(&mut self.reads) {
-                Act::Read(mut bytes) => {
-                    let n = bytes.len().min(buf.len());
-                    buf[..n].copy_from_slice(&bytes[..n]);
-                    if bytes.is_empty() {
-                        self.eof = true;
-                    } else {
-                        let rest = bytes.split_off(n);
-                        if !rest.is_empty() {
-                            self.reads.push_front(Act::Read(rest));
-                        }
-                        self.delivered.push(bytes);
-                    }
-                    Ok(n)
-                }
-                Act::Fail(kind) => Err(kind.into()),
-                Act::Take(_) | Act::All | Act::Block => Err(io::ErrorKind::WouldBlock.into()),
-            }
-        }
-
-        fn write(&mut self, buf: &[u8], _more: bool) -> io::Result<usize> {
-            self.written_after_shut += usize::from(self.shut);
-            let act = match self.writes.pop_front() {
-                Some(act) => act,
-                None if self.drained => Act::All,
-                None => Act::Block,
-            };
-            let n = match act {
-                Act::Take(n) => n.min(buf.len()),
-                Act::All | Act::Read(_) => buf.len(),
-                Act::Fail(kind) => return Err(kind.into()),
-                Act::Block => {
-                    self.held = true;
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-            };
-            if n == buf.len() {
-                self.held = false;
-            }
-            self.written.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-
-        fn shutdown_write(&mut self) -> io::Result<()> {
-            self.shut = true;
-            Ok(())
-        }
-
-        /// Everything queued up to the first act that is not data. A `WouldBlock` or an
-        /// `Interrupted` there stands for time passing (or a signal) and is used up, so the
-        /// next peek sees what arrived after it.
-        fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.read_while_held += usize::from(self.held);
-            if self.eof {
-                return Ok(0);
-            }
-            let mut n = 0;
-            for act in self.reads.iter().take_while(|act| is_data(act)) {
-                if let Act::Read(bytes) = act {
-                    let k = bytes.len().min(buf.len() - n);
-                    buf[n..n + k].copy_from_slice(&bytes[..k]);
-                    n += k;
-                }
-            }
-            let boundary = self.reads.iter().position(|act| !is_data(act));
-            let passing = boundary.filter(|&at| {
-                matches!(
-                    self.reads[at],
-                    Act::Block | Act::Fail(io::ErrorKind::Interrupted)
-                )
-            });
-            if n > 0 {
-                if let Some(at) = passing {
-                    self.reads.remove(at);
-                }
-                return Ok(n);
-            }
-            match self.reads.front() {
-                Some(Act::Read(_)) => Ok(0),
-                Some(Act::Fail(kind)) if passing.is_none() => Err((*kind).into()),
-                Some(Act::Fail(kind)) => {
-                    let kind = *kind;
-                    self.reads.pop_front();
-                    Err(kind.into())
-                }
-                Some(Act::Block) => {
-                    self.reads.pop_front();
-                    Err(io::ErrorKind::WouldBlock.into())
-                }
-                _ => Err(io::ErrorKind::WouldBlock.into()),
-            }
-        }
-    }
-
-    /// The client's address in these tests.
-    fn peer() -> SocketAddr {
-        "127.0.0.1:9".parse().unwrap()
-    }
-
-    /// The wall clock these tests' sessions see: `time` says 01 02 03 04.
-    fn clock() -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(0x0102_0304)
-    }
-
-    struct Loop {
-        read_buf: Vec<u8>,
-        out: Vec<u8>,
-        now: Millis,
-        ack_reply: &'static [u8],
-    }
-
-    impl Loop {
-        fn new() -> Loop {
-            Loop {
-                read_buf: vec![0; 4096],
-                out: Vec::new(),
-                now: 0,
-                ack_reply: b"",
-            }
-        }
-
-        fn cx(&mut self) -> Cx<'_> {
-            Cx {
-                read_buf: &mut self.read_buf,
-                out: &mut self.out,
-                settings: Settings {
-                    max_line: 100,
-                    idle_timeout: Duration::from_secs(30),
-                    ack_reply: self.ack_reply,
-                    console: false,
-                    metrics: &crate::server::counters::NO_METRICS,
-                },
-                max_output: 4096,
-                idle_timeout: Duration::from_secs(30),
-                linger: Duration::from_secs(2),
-                now: self.now,
-            }
-        }
-
-        /// A connection whose session was just opened (its first words in `self.out`).
-        fn start(&mut self, opened: (Session, Step), script: Script) -> io::Result<Conn<Script>> {
-            let (session, step) = opened;
-            Conn::open(0, script, session, step, &mut self.cx())
-        }
-
-        fn open(&mut self, service: Service, script: Script) -> Conn<Script> {
-            let opened = Session::open(service, peer(), clock(), Epoch::Unix, &mut self.out);
-            self.start(opened, script).unwrap()
-        }
-    }
-
-    /// Every write takes everything.
-    fn writes_all() -> VecDeque<Act> {
-        (0..64).map(|_| Act::All).collect()
-    }
-
-    const WELCOME: &[u8] = b"Welcome, 127.0.0.1:9\nPlease enter a string: ";
-
-    #[test]
-    fn count_answers_then_closes_at_once_after_the_clients_eof() {
-        let mut l = Loop::new();
-        let script = Script {
-            reads: VecDeque::from([Act::Read(b"hi\n".into())]),
-            writes: writes_all(),
-            ..Script::default()
-        };
-        let mut c = l.open(Service::Count, script);
-        assert_eq!(c.pump(0, &mut l.cx()), Status::Open);
-        assert_eq!(c.state(), State::Lingering { fin_sent: true });
-        assert!(c.io.shut);
-        assert_eq!(c.deadline.map(|d| d.kind), Some(Kind::Linger));
-        // The client's EOF, after the reply.
-        c.io.reads.push_back(Act::Read(b"".into()));
-        assert!(matches!(c.pump(0, &mut l.cx()), Status::Closed(_)));
-        assert_eq!(
-            c.io.written,
-            [WELCOME, b"You entered 2 characters.\n"].concat()
-        );
-    }
-
-    #[test]
-    fn a_reported_fin_skips_the_shutdown() {
-        let mut l = Loop::new();
-        let script = Script {
-            reads: VecDeque::from([Act::Read(b"abc".into())]),
-            writes: writes_all(),
-            ..Script::default()
-        };
-        let mut c = l.open(Service::Count, script);
-        c.on_peer_fin();
-        // A short read after the FIN was reported: the EOF, without another read.
-        assert!(matches!(c.pump(0, &mut l.cx()), Status::Closed(_)));
-        assert!(!c.io.shut);
-        assert!(c.io.written.ends_with(b"You entered 3 characters.\n"));
-    }
-
-    #[test]
-    fn output_that_waits_stops_the_reading_and_a_deadline_then_closes() {
-        let mut l = Loop::new();
-        let script = Script {
-            reads: VecDeque::from([Act::Read(b"0123456789".into()), Act::Read(b"more".into())]),
-            writes: VecDeque::from([Act::Take(4), Act::Block]),
-            ..Script::default()
-        };
-        let mut c = l.open(Service::Echo, script);
-        assert_eq!(c.pump(0, &mut l.cx()), Status::Open);
-        assert_eq!(c.unsent, b"456789");
-        // The second read was never made: nothing is read while output waits.
-        assert_eq!(c.io.reads.len(), 1);
-        l.now = 31_000;
-        let status = c.on_deadline(0, &mut l.cx());
-        assert!(matches!(status, Status::Closed(_)), "{status:?}");
-        assert!(c.unsent.is_empty());
-    }
-
-    #[test]
-    fn counts_timeout_message_gets_the_linger_time_then_the_connection_closes() {
-        let mut l = Loop::new();
-        let script = Script {
-            writes: VecDeque::from([Act::All, Act::Take(3), Act::Block]),
-            ..Script::default()
-        };
-        let mut c = l.open(Service::Count, script);
-        l.now = 30_000;
-        assert_eq!(c.on_deadline(0, &mut l.cx()), Status::Open);
-        assert_eq!(c.state(), State::TimedOut);
-        assert_eq!(
-            c.deadline,
-            Some(Deadline {
-                kind: Kind::Linger,
-                due: 32_000
-            })
-        );
-        l.now = 32_000;
-        assert!(matches!(c.on_deadline(0, &mut l.cx()), Status::Closed(_)));
-    }
-
-    #[test]
-    fn a_proxy_header_is_read_and_not_a_byte_past_it() {
-        let mut l = Loop::new();
-        let script = Script {
-            reads: VecDeque::from([Act::Read(
-                b"PROXY TCP4 10.1.2.3 10.0.0.1 4000 51423\r\nhi\n".into(),
-            )]),
-            writes: writes_all(),
-            ..Script::default()
-        };
-        let mut c = Conn::awaiting_header(0, script, &mut l.cx());
-        assert_eq!(c.state(), State::Header);
-        let Status::Proxied(header) = c.pump(0, &mut l.cx()) else {
-            panic!("no header")
-        };
-        let source = "10.1.2.3:4000".parse().unwrap();
-        assert_eq!(
-            header,
-            Header::Proxied {
-                source,
-                destination: "10.0.0.1:51423".parse().unwrap()
-            }
-        );
-        // What follows the header is the client's, still queued for the session.
-        let (session, step) = Session::open(
-            Service::Count,
-            source,
-            SystemTime::now(),
-            Epoch::Unix,
-            &mut l.out,
-        );
-        c.begin(0, session, step, &mut l.cx());
-        assert_eq!(
-            c.io.written,
-            [
-                &b"Welcome, 10.1.2.3:4000\nPlease enter a string: "[..],
-                b"You entered 2 characters.\n"
-            ]
-            .concat()
-        );
-    }
-
-    #[test]
-    fn a_bad_or_missing_proxy_header_closes_without_a_word() {
-        let mut l = Loop::new();
-        let script = Script {
-            reads: VecDeque::from([Act::Read(b"GET / HTTP/1.0\r\n\r\n".into())]),
-            ..Script::default()
-        };
-        let mut c = Conn::awaiting_header(0, script, &mut l.cx());
-        assert!(matches!(c.pump(0, &mut l.cx()), Status::Closed(_)));
-        let mut c = Conn::awaiting_header(0, Script::default(), &mut l.cx());
-        assert_eq!(c.pump(0, &mut l.cx()), Status::Open);
-        l.now = 5_000;
-        assert!(matches!(c.on_deadline(0, &mut l.cx()), Status::Closed(_)));
-        assert!(c.io.written.is_empty());
-    }
-
-    #[test]
-    fn a_reset_closes_and_drops_the_output() {
-        let mut l = Loop::new();
-        let script = Script {
-            reads: VecDeque::from([Act::Fail(io::ErrorKind::ConnectionReset)]),
-            writes: writes_all(),
-            ..Script::default()
-        };
-        let mut c = l.open(Service::Ack, script);
-        assert_eq!(c.pump(0, &mut l.cx()), Status::Closed("reset by peer"));
-    }
-
-    // The model: a connection driven the way the loop drives it (`pump` on readiness,
-    // `on_peer_fin` then `pump` when the poll reports the client's FIN, `on_deadline` when
-    // the deadline is due), over a socket whose every call is scripted by proptest. Run
-    // longer with `PROPTEST_CASES=100000 cargo test --lib conn::tests::model`.
-
-    /// How many pumps in a row may yield before the model calls it a spin.
-    const MAX_TURNS: usize = 1000;
-
-    /// How many deadlines an open connection may need to close once nothing else happens:
-    /// the request deadline, then at most two linger deadlines (count's message, then the
-    /// linger after our FIN).
-    const DRAIN_DEADLINES: usize = 3;
-
-    /// `ack`'s text after each read, in the model.
-    const ACK_REPLY: &[u8] = b"ok\n";
-
-    /// The most output a connection may hold: one read's answer.
-    const HELD_MAX: usize = 4096 + b"\nI get it!\n".len() + ACK_REPLY.len();
-
-    /// The reasons for a close once the last words are out: the client's EOF was read
-    /// before they were, or while the connection lingered.
-    const CLOSE_NOW: &str = "the client already sent EOF, so no shutdown or linger is needed";
-    const LINGER_DONE: &str = "the client's EOF came";
-
-    /// The session a model connection serves (after a PROXY header or not: `model`'s
-    /// `proxied`).
-    #[derive(Clone, Copy, Debug)]
-    enum Opening {
-        Service(Service),
-        /// The busy refusal.
-        Busy,
-    }
-
-    /// What happens to the connection between pumps.
-    #[derive(Clone, Copy, Debug)]
-    enum Event {
-        /// The poll reports readiness.
-        Ready,
-        /// The poll reports the client's FIN (and readiness).
-        Fin,
-        /// The deadline fires, `late` ms after it was due.
-        Deadline { late: u8 },
-    }
-
-    /// The session `opening` begins for `peer`, its first words in `out`.
-    fn open_session(opening: Opening, peer: SocketAddr, out: &mut Vec<u8>) -> (Session, Step) {
-        match opening {
-            Opening::Service(service) => Session::open(service, peer, clock(), Epoch::Unix, out),
-            Opening::Busy => Session::busy(7, out),
-        }
-    }
-
-    /// One connection's life under the model, and what it showed so far.
-    struct Run {
-        conn: Conn<Script>,
-        opening: Opening,
-        /// The client the session serves (the one a PROXY header names).
-        peer: SocketAddr,
-        /// Where the session's input begins among the reads: past the PROXY header, if any.
-        /// `None` while the header is awaited.
-        first_read: Option<usize>,
-        /// Why it closed, once it has.
-        closed: Option<&'static str>,
-        /// A deadline fired while serving (so `count` may say it timed out).
-        timed_out: bool,
-        /// A deadline has fired: from then on the connection never serves.
-        after_deadline: bool,
-        /// It lingered, so its last words were all out.
-        lingered: bool,
-    }
-
-    impl Run {
-        fn event(&mut self, l: &mut Loop, event: Event) -> Result<(), TestCaseError> {
-            let status = match event {
-                Event::Ready => self.conn.pump(0, &mut l.cx()),
-                Event::Fin => {
-                    self.conn.on_peer_fin();
-                    self.conn.pump(0, &mut l.cx())
-                }
-                Event::Deadline { late } => {
-                    let due = self.conn.deadline.map(|d| d.due);
-                    let Some(due) = due else {
-                        return Err(TestCaseError::fail("an open connection has no deadline"));
-                    };
-                    l.now = l.now.max(due) + Millis::from(late);
-                    let before = (self.conn.state(), self.conn.deadline);
-                    self.timed_out |= before.0 == State::Serving;
-                    let status = self.conn.on_deadline(0, &mut l.cx());
-                    prop_assert!(
-                        matches!(status, Status::Closed(_))
-                            || (self.conn.state(), self.conn.deadline) != before,
-                        "a deadline left the connection as it was: {:?}",
-                        before
-                    );
-                    self.after_deadline = true;
-                    status
-                }
-            };
-            self.settle(l, status)
-        }
-
-        /// Acts on a status as the loop does: pumps again after a yield, begins the session
-        /// after the PROXY header.
-        fn settle(&mut self, l: &mut Loop, mut status: Status) -> Result<(), TestCaseError> {
-            for _ in 0..MAX_TURNS {
-                match status {
-                    Status::Open => return self.check(l),
-                    Status::Closed(why) => {
-                        self.closed = Some(why);
-                        return self.check(l);
-                    }
-                    Status::Yielded => {
-                        self.check(l)?;
-                        status = self.conn.pump(0, &mut l.cx());
-                    }
-                    Status::Proxied(header) => {
-                        self.check(l)?;
-                        // Exactly the header was read: not a byte past it.
-                        let taken = self.conn.io.delivered.concat();
-                        prop_assert_eq!(
-                            proxy::scan(&taken),
-                            proxy::Scan::Header {
-                                header,
-                                len: taken.len()
-                            }
-                        );
-                        self.first_read = Some(self.conn.io.delivered.len());
-                        if let Header::Proxied { source, .. } = header {
-                            self.peer = display_peer(source);
-                        }
-                        let (session, step) = open_session(self.opening, self.peer, &mut l.out);
-                        status = self.conn.begin(0, session, step, &mut l.cx());
-                    }
-                    Status::Awaits(_) => {
-                        return Err(TestCaseError::fail("waits for an operator it has not"))
-                    }
-                }
-            }
-            Err(TestCaseError::fail("yielded without end"))
-        }
-
-        /// The invariants that hold after every call.
-        fn check(&mut self, l: &Loop) -> Result<(), TestCaseError> {
-            let (conn, io) = (&self.conn, &self.conn.io);
-            prop_assert!(
-                l.out.is_empty(),
-                "the loop's output buffer is left with bytes"
-            );
-            prop_assert_eq!(io.read_while_held, 0, "read while output was held");
-            prop_assert_eq!(io.read_after_eof, 0, "read after the EOF");
-            prop_assert_eq!(io.written_after_shut, 0, "wrote after the shutdown");
-            prop_assert!(
-                conn.unsent.len() <= HELD_MAX,
-                "{} bytes held",
-                conn.unsent.len()
-            );
-            if self.closed.is_none() {
-                prop_assert_eq!(io.held, !conn.unsent.is_empty());
-                prop_assert!(conn.deadline.is_some(), "open without a deadline");
-                prop_assert!(
-                    !(self.after_deadline && conn.state() == State::Serving),
-                    "serving again after a deadline"
-                );
-                self.lingered |= matches!(conn.state(), State::Lingering { .. });
-            }
-            Ok(())
-        }
-
-        /// What the client may have received: every reply the protocol allows for the input
-        /// the session was given. The bytes written are a prefix of one of them.
-        fn replies(&self) -> Vec<Vec<u8>> {
-            let Some(first) = self.first_read else {
-                // No session began: nothing is said.
-                return vec![Vec::new()];
-            };
-            let input = &self.conn.io.delivered[first..];
-            let Opening::Service(service) = self.opening else {
-                return vec![b"Error: server busy (7 connections)\n".to_vec()];
-            };
-            match service {
-                Service::Count => {
-                    let welcome = format!("Welcome, {}\nPlease enter a string: ", self.peer);
-                    let all = input.concat();
-                    let line = all.split(|&b| b == b'\n').next().unwrap_or_default();
-                    let mut replies = vec![if line.len() > 100 {
-                        "Error: line too long (limit 100 bytes)\n".to_string()
-                    } else {
-                        let mut counter = LineCounter::default();
-                        counter.push(line);
-                        format!("You entered {} characters.\n", counter.finish())
-                    }];
-                    if self.timed_out {
-                        replies.push("Error: timed out after 30 s\n".to_string());
-                    }
-                    replies
-                        .into_iter()
-                        .map(|reply| (welcome.clone() + &reply).into_bytes())
-                        .collect()
-                }
-                Service::Echo => vec![input.concat()],
-                Service::Ack => vec![input
-                    .iter()
-                    .flat_map(|read| [&read[..], b"\nI get it!\n", ACK_REPLY].concat())
-                    .collect()],
-                Service::Time => vec![vec![1, 2, 3, 4]],
-                Service::Stats => unreachable!("the model does not serve stats"),
-            }
-        }
-    }
-
-    /// Runs a connection through `events`, then keeps pumping it and firing its deadlines:
-    /// it must close, and the bytes it wrote must be the protocol's.
-    fn model(
-        opening: Opening,
-        proxied: bool,
-        script: Script,
-        events: Vec<Event>,
-    ) -> Result<(), TestCaseError> {
-        let mut l = Loop::new();
-        l.ack_reply = ACK_REPLY;
-        let conn = if proxied {
-            Conn::awaiting_header(0, script, &mut l.cx())
-        } else {
-            let opened = open_session(opening, peer(), &mut l.out);
-            match l.start(opened, script) {
-                Ok(conn) => conn,
-                Err(_) => {
-                    // Gone at once (the first write failed): the loop drops it.
-                    prop_assert!(l.out.is_empty());
-                    return Ok(());
-                }
-            }
-        };
-        let mut run = Run {
-            conn,
-            opening,
-            peer: peer(),
-            first_read: (!proxied).then_some(0),
-            closed: None,
-            timed_out: false,
-            after_deadline: false,
-            lingered: false,
-        };
-        run.check(&l)?;
-        if run.conn.state() == State::Answered {
-            // Everything was said at open: the loop goes on to the close at once.
-            let status = run.conn.pump(0, &mut l.cx());
-            run.settle(&mut l, status)?;
-        }
-        for event in events {
-            if run.closed.is_some() {
-                break;
-            }
-            run.event(&mut l, event)?;
-        }
-        for _ in 0..DRAIN_DEADLINES {
-            if run.closed.is_none() {
-                run.event(&mut l, Event::Ready)?;
-            }
-            if run.closed.is_none() {
-                run.event(&mut l, Event::Deadline { late: 0 })?;
-            }
-        }
-        prop_assert!(
-            run.closed.is_some(),
-            "still open ({}) after {} deadlines",
-            run.conn.state(),
-            DRAIN_DEADLINES
-        );
-        let written = &run.conn.io.written;
-        let replies = run.replies();
-        prop_assert!(
-            replies.iter().any(|reply| reply.starts_with(written)),
-            "wrote {:?}, not a beginning of any of {:?}",
-            Escaped(written).to_string(),
-            replies
-                .iter()
-                .map(|r| Escaped(r).to_string())
-                .collect::<Vec<_>>()
-        );
-        if run.lingered || matches!(run.closed, Some(CLOSE_NOW | LINGER_DONE)) {
-            prop_assert!(
-                replies.iter().any(|reply| reply == written),
-                "closed gracefully after {:?}",
-                Escaped(written).to_string()
-            );
-        }
-        Ok(())
-    }
-
-    /// PROXY headers, valid and not.
-    const HEADERS: [&[u8]; 7] = [
-        b"PROXY TCP4 10.1.2.3 10.0.0.1 4000 51423\r\n",
-        b"PROXY TCP6 2001:db8::1 ::1 40000 7\r\n",
-        b"PROXY UNKNOWN\r\n",
-        b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00",
-        b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\x0a\x01\x02\x03\x0a\x00\x00\x01\x0f\xa0\xc8\xdf",
-        b"PROXY TCP4 10.1.2.3 10.0.0.1 4000\r\n",
-        b"GET / HTTP/1.0\r\n\r\n",
-    ];
-
-    /// What a read may bring.
-    fn chunk() -> impl Strategy<Value = Vec<u8>> {
-        prop_oneof![
-            4 => "[a-z \t]{0,12}\n?".prop_map(String::into_bytes),
-            2 => proptest::collection::vec(any::<u8>(), 1..64),
-            1 => (90usize..130).prop_map(|n| vec![b'x'; n]),
-            // More than one read takes.
-            1 => Just(vec![b'y'; 5000]),
-            1 => proptest::sample::select(&HEADERS[..]).prop_map(<[u8]>::to_vec),
-        ]
-    }
-
-    fn read_act() -> impl Strategy<Value = Act> {
-        prop_oneof![
-            10 => chunk().prop_map(Act::Read),
-            3 => Just(Act::Block),
-            1 => Just(Act::Fail(io::ErrorKind::Interrupted)),
-            1 => Just(Act::Fail(io::ErrorKind::ConnectionReset)),
-            1 => Just(Act::Read(Vec::new())),
-        ]
-    }
-
-    fn write_act() -> impl Strategy<Value = Act> {
-        prop_oneof![
-            4 => Just(Act::All),
-            3 => (1usize..40).prop_map(Act::Take),
-            3 => Just(Act::Block),
-            1 => Just(Act::Fail(io::ErrorKind::Interrupted)),
-            1 => Just(Act::Fail(io::ErrorKind::ConnectionReset)),
-            1 => Just(Act::Fail(io::ErrorKind::BrokenPipe)),
-        ]
-    }
-
-    fn event() -> impl Strategy<Value = Event> {
-        prop_oneof![
-            5 => Just(Event::Ready),
-            1 => Just(Event::Fin),
-            1 => any::<u8>().prop_map(|late| Event::Deadline { late }),
-        ]
-    }
-
-    /// A scripted socket; when `proxied`, its reads mostly begin with a PROXY header, whole
-    /// or in two parts with time between them, the client's first bytes maybe in the same
-    /// read as its end.
-    fn script(proxied: bool) -> impl Strategy<Value = Script> {
-        let header = if proxied {
-            proptest::option::weighted(
-                0.8,
-                (
-                    proptest::sample::select(&HEADERS[..]),
-                    any::<prop::sample::Index>(),
-                    prop_oneof![Just(Vec::new()), chunk()],
-                ),
-            )
-            .boxed()
-        } else {
-            Just(None).boxed()
-        };
-        (
-            header,
-            proptest::collection::vec(read_act(), 0..10),
-            proptest::collection::vec(write_act(), 0..12),
-            any::<bool>(),
-        )
-            .prop_map(|(header, reads, writes, drained)| {
-                let mut first = Vec::new();
-                if let Some((header, cut, after)) = header {
-                    let (a, b) = header.split_at(cut.index(header.len()));
-                    first.extend([
-                        Act::Read(a.to_vec()),
-                        Act::Block,
-                        Act::Read([b, &after].concat()),
-                    ]);
-                    first.retain(|act| !matches!(act, Act::Read(bytes) if bytes.is_empty()));
-                }
-                Script {
-                    reads: first.into_iter().chain(reads).collect(),
-                    writes: writes.into(),
-                    drained,
-                    ..Script::default()
-                }
-            })
-    }
-
-    /// A model case: how the connection begins, its socket, and what happens to it.
-    fn case(opening: Opening) -> impl Strategy<Value = (Opening, bool, Script, Vec<Event>)> {
-        any::<bool>().prop_flat_map(move |proxied| {
-            (
-                Just(opening),
-                Just(proxied),
-                script(proxied),
-                proptest::collection::vec(event(), 0..16),
-            )
-        })
-    }
-
-    proptest! {
-        #[test]
-        fn model_count((opening, proxied, script, events) in case(Opening::Service(Service::Count))) {
-            model(opening, proxied, script, events)?;
-        }
-
-        #[test]
-        fn model_echo((opening, proxied, script, events) in case(Opening::Service(Service::Echo))) {
-            model(opening, proxied, script, events)?;
-        }
-
-        #[test]
-        fn model_ack((opening, proxied, script, events) in case(Opening::Service(Service::Ack))) {
-            model(opening, proxied, script, events)?;
-        }
-
-        #[test]
-        fn model_time((opening, proxied, script, events) in case(Opening::Service(Service::Time))) {
-            model(opening, proxied, script, events)?;
-        }
-
-        #[test]
-        fn model_busy((opening, proxied, script, events) in case(Opening::Busy)) {
-            model(opening, proxied, script, events)?;
-        }
     }
 }

@@ -1,0 +1,213 @@
+//! Binding: every configured instance's socket (and those a service manager passed), each
+//! registered with the poll under its token and logged as `listening on ...`, and the parts
+//! of the [`Server`] made once, before the loop runs.
+
+use std::io;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use log::{debug, info, warn};
+use mio::net::{TcpListener, UdpSocket};
+use mio::{Interest, Poll, Waker};
+
+use super::conn::Shared;
+use super::console::Console;
+use super::counters::{Counters, InstanceCounters};
+use super::lifecycle::Lifecycle;
+use super::table::Table;
+use super::timers::LoopTimers;
+use super::token::{Target, Tokens};
+use super::udp::Udp;
+use super::{Server, Shutdown};
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError, Instance};
+use crate::os::sockets;
+use crate::os::systemd::{Activated, Notifier};
+use crate::policy::gate::{Gate, Rules};
+use crate::proto::Transport;
+
+/// Why `Server::bind` failed.
+#[derive(Debug)]
+pub enum BindError {
+    /// The configuration is not usable.
+    Config(ConfigError),
+    /// An address could not be bound (the text names it and the reason).
+    Bind(String, io::Error),
+    /// The poll, waker or signal handlers could not be set up.
+    Setup(io::Error),
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindError::Config(e) => write!(f, "{e}"),
+            BindError::Bind(what, e) => write!(f, "cannot bind {what}: {}", sockets::reason(e)),
+            BindError::Setup(e) => write!(f, "cannot start the event loop: {}", sockets::reason(e)),
+        }
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BindError::Config(e) => Some(e),
+            BindError::Bind(_, e) | BindError::Setup(e) => Some(e),
+        }
+    }
+}
+
+/// A bound instance's socket.
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Listener(TcpListener),
+    Udp(UdpSocket),
+    /// Closed when the drain began.
+    Closed,
+}
+
+/// One bound instance: what it serves where, its socket, and its counters.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    pub(crate) counted: InstanceCounters,
+    pub(crate) socket: Socket,
+}
+
+impl AsRef<InstanceCounters> for Bound {
+    fn as_ref(&self) -> &InstanceCounters {
+        &self.counted
+    }
+}
+
+impl Server {
+    /// Sets up signal handling, binds every instance and logs `listening on ...` for each,
+    /// with the real port when port 0 was asked for.
+    pub fn bind(config: Config) -> Result<Server, BindError> {
+        Server::bind_with(config, Vec::new())
+    }
+
+    /// As [`Server::bind`], and serves the sockets passed by socket activation as well.
+    pub fn bind_with(config: Config, activated: Vec<Activated>) -> Result<Server, BindError> {
+        config.validate().map_err(BindError::Config)?;
+        if config.instances.is_empty() && activated.is_empty() {
+            return Err(BindError::Config(ConfigError::NoService));
+        }
+        let count = config.instances.len() + activated.len();
+        if count > usize::from(u16::MAX) {
+            return Err(BindError::Config(ConfigError::TooManyInstances(count)));
+        }
+        match sockets::raise_fd_limit() {
+            Ok(limit) => debug!("open-file limit: {limit}"),
+            Err(e) => warn!("cannot raise the open-file limit: {}", sockets::reason(&e)),
+        }
+        let tokens = Tokens::new(count);
+        let poll = Poll::new().map_err(BindError::Setup)?;
+        let waker =
+            Waker::new(poll.registry(), tokens.token(Target::Waker)).map_err(BindError::Setup)?;
+        let signals = if config.handle_signals {
+            Some(super::lifecycle::catch_signals(&poll, tokens).map_err(BindError::Setup)?)
+        } else {
+            None
+        };
+
+        // The configured instances' sockets, then the passed ones.
+        let mut opened = Vec::with_capacity(count);
+        for asked in &config.instances {
+            let cannot = |e| BindError::Bind(format!("{} {}", asked.transport, asked.addr), e);
+            let socket = match asked.transport {
+                Transport::Tcp => Socket::Listener(
+                    sockets::tcp_listener(asked.addr, &config.sockets).map_err(cannot)?,
+                ),
+                Transport::Udp => {
+                    Socket::Udp(sockets::udp_socket(asked.addr, &config.sockets).map_err(cannot)?)
+                }
+            };
+            opened.push((asked.service, socket, None));
+        }
+        for a in activated {
+            let socket = match a.transport {
+                Transport::Tcp => Socket::Listener(TcpListener::from_std(a.socket.into())),
+                Transport::Udp => Socket::Udp(UdpSocket::from_std(a.socket.into())),
+            };
+            opened.push((a.service, socket, Some(a.by)));
+        }
+        let mut instances = Vec::with_capacity(count);
+        for (i, (service, mut socket, origin)) in opened.into_iter().enumerate() {
+            let token = tokens.token(Target::Instance(i));
+            let registry = poll.registry();
+            let (transport, addr) = match &mut socket {
+                Socket::Listener(s) => (
+                    Transport::Tcp,
+                    registry
+                        .register(s, token, Interest::READABLE)
+                        .and_then(|()| s.local_addr()),
+                ),
+                Socket::Udp(s) => (
+                    Transport::Udp,
+                    registry
+                        .register(s, token, Interest::READABLE)
+                        .and_then(|()| s.local_addr()),
+                ),
+                Socket::Closed => (Transport::Tcp, Err(io::ErrorKind::NotConnected.into())),
+            };
+            let instance = Instance {
+                transport,
+                service,
+                addr: addr.map_err(BindError::Setup)?,
+            };
+            match origin {
+                Some(by) => info!("listening on {instance}, passed by {by}"),
+                None => info!("listening on {instance}"),
+            }
+            instances.push(Bound {
+                counted: InstanceCounters {
+                    instance,
+                    counters: Counters::default(),
+                },
+                socket,
+            });
+        }
+        let udp_ports = instances
+            .iter()
+            .map(|b| b.counted.instance)
+            .filter(|i| i.transport == Transport::Udp)
+            .map(|i| i.addr.port())
+            .collect();
+        let console = config
+            .console
+            .then(|| Console::open(poll.registry(), tokens.token(Target::Console)));
+        let gate = Gate::new(&Rules {
+            allow: &config.allow,
+            deny: &config.deny,
+            proxy_from: &config.proxy_from,
+            proxy_all: config.proxy_protocol,
+            max_per_source: config.max_per_source,
+            max_rate: config.max_rate,
+            udp_rate: config.udp_rate,
+        });
+        Ok(Server {
+            poll,
+            tokens,
+            instances,
+            conns: Table::new(),
+            gate,
+            shared: Shared::new(&config),
+            udp: Udp::new(udp_ports),
+            loop_timers: LoopTimers::default(),
+            clock: Clock::new(),
+            signals,
+            shutdown: Shutdown {
+                waker: Arc::new(waker),
+                requests: Arc::new(AtomicUsize::new(0)),
+            },
+            handled_requests: 0,
+            lifecycle: Lifecycle::Serving,
+            starved: false,
+            accept_pauses: 0,
+            start_time: SystemTime::now(),
+            notifier: Notifier::from_env(),
+            console,
+            config,
+        })
+    }
+}
