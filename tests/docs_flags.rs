@@ -1,7 +1,8 @@
 //! The documents keep up with the command line: every long flag that the built binary's
-//! `--help` texts list (`oneloop --help`, `client --help`, `load --help`, `sockopts --help`)
-//! appears in README.md and in docs/protocol.md, and in the man page once there is one; every
-//! service the daemon accepts is described in docs/protocol.md.
+//! `--help` texts list appears in the guide for its command (the daemon's, `oneloop --help`, in
+//! docs/operating.md; those of `client --help`, `load --help` and `sockopts --help` in
+//! docs/tools.md), in docs/protocol.md, and in the man page; every service the daemon accepts
+//! is described in docs/protocol.md.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -98,26 +99,36 @@ fn read_doc(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }
 
-/// The `--help` texts whose flags the documents must name.
-fn help_texts() -> Vec<(String, String)> {
-    let mut helps = vec![vec!["--help"], vec!["client", "--help"]];
+/// The guide for the daemon, which must name every flag of `oneloop --help`.
+const DAEMON_GUIDE: &str = "docs/operating.md";
+
+/// The guide for the clients, the load generator and `sockopts`, which must name their flags.
+const TOOLS_GUIDE: &str = "docs/tools.md";
+
+/// The `--help` texts whose flags the documents must name, each with the guide for its
+/// command.
+fn help_texts() -> Vec<(String, String, &'static str)> {
+    let mut helps = vec![
+        (vec!["--help"], DAEMON_GUIDE),
+        (vec!["client", "--help"], TOOLS_GUIDE),
+    ];
     if cfg!(feature = "load") {
-        helps.push(vec!["load", "--help"]);
+        helps.push((vec!["load", "--help"], TOOLS_GUIDE));
     }
-    helps.push(vec!["sockopts", "--help"]);
+    helps.push((vec!["sockopts", "--help"], TOOLS_GUIDE));
     helps
         .into_iter()
-        .map(|args| (format!("oneloop {}", args.join(" ")), stdout_of(&args)))
+        .map(|(args, guide)| {
+            let command = format!("oneloop {}", args.join(" "));
+            (command, stdout_of(&args), guide)
+        })
         .collect()
 }
 
-/// The documents that must name every flag: the README, the reference, and each man page
-/// that exists.
-fn flag_documents() -> Vec<(String, String)> {
-    let mut docs = vec![
-        ("README.md".to_string(), read_doc("README.md")),
-        ("docs/protocol.md".to_string(), read_doc("docs/protocol.md")),
-    ];
+/// The documents that must name every flag of every command: the reference, and each man
+/// page that exists.
+fn reference_documents() -> Vec<(String, String)> {
+    let mut docs = vec![("docs/protocol.md".to_string(), read_doc("docs/protocol.md"))];
     for page in MAN_PAGES {
         if Path::new(env!("CARGO_MANIFEST_DIR")).join(page).exists() {
             docs.push((page.to_string(), unroff(&read_doc(page))));
@@ -127,17 +138,23 @@ fn flag_documents() -> Vec<(String, String)> {
 }
 
 #[test]
-fn every_flag_the_help_lists_is_in_the_readme_and_the_reference() {
+fn every_flag_the_help_lists_is_in_its_guide_and_the_reference() {
     let mut missing = Vec::new();
-    let docs = flag_documents();
-    for (command, help) in help_texts() {
+    let references = reference_documents();
+    assert!(
+        references.iter().any(|(doc, _)| doc == "docs/oneloop.1"),
+        "the man page docs/oneloop.1 is not found"
+    );
+    for (command, help, guide) in help_texts() {
         let flags = long_flags(&help);
         assert!(
             flags.contains("--help"),
             "{command} lists no --help: {flags:?}"
         );
-        for flag in &flags {
-            for (doc, text) in &docs {
+        let guide_text = read_doc(guide);
+        let docs = references.iter().map(|(doc, text)| (doc.as_str(), text));
+        for (doc, text) in docs.chain([(guide, &guide_text)]) {
+            for flag in &flags {
                 if !mentions(text, flag) {
                     missing.push(format!("{doc} does not name {flag} (from {command})"));
                 }

@@ -1,6 +1,8 @@
 //! `--user`, `--group` and `--chroot` of the built binary: it binds port 7 as root, then
 //! serves as `nobody` (the ids read from `/proc/PID/status`), in a chroot (`/proc/PID/root`),
-//! behind socket activation too; a drop that fails exits 1 naming its step.
+//! behind socket activation too; a drop that fails exits 1 naming its step. A daemon started
+//! as `nobody` runs from a copy of the binary under `/tmp` (`tests/common/tmp.rs`), since the
+//! checkout may sit under a directory that `nobody` cannot enter.
 //!
 //! Most need root. Without it they are skipped with a message, except under CI (`CI=true`),
 //! where a skip would hide them: there they fail.
@@ -10,9 +12,10 @@ mod common;
 use std::ffi::CStr;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::tmp::{ReachableBinary, TempDir};
 use common::{count_reply, skip_for_want_of, Proc};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oneloop");
@@ -73,24 +76,6 @@ fn serves_then_stops(mut p: Proc, addr: SocketAddr, line: &str) {
     );
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait_exit(), 0);
-}
-
-/// A directory of the test's own, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("oneloop-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        TempDir(dir.canonicalize().unwrap())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]
@@ -222,8 +207,10 @@ fn without_root_only_the_current_user_may_be_asked_for() {
         return;
     }
     let (uid, gid, _) = nobody();
+    // Where cargo built it, nobody may not reach the binary.
+    let bin = ReachableBinary::new("as-nobody");
     let as_nobody = |args: &[&str]| {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(&bin.path);
         cmd.args(args).env("RUST_LOG", "info").uid(uid).gid(gid);
         cmd
     };

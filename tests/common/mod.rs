@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own share of these
 
 pub mod netns;
+pub mod tmp;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
