@@ -1,8 +1,8 @@
 //! The `oneloop sockopts` table: the socket options this build can set or read, each with its
 //! value on a fresh TCP and a fresh UDP socket and a one-line meaning, like the option table
-//! in the seed documents (`setsockopt(level, optname, value)`).
+//! in the Python socket tutorials (`setsockopt(level, optname, value)`).
 //!
-//! Every value is read the way the seed reads one, with `getsockopt(2)` by (level, name), so
+//! Every value is read the way the tutorial reads one, with `getsockopt(2)` by (level, name), so
 //! the table is the kernel's own default on the machine it runs on. The sockets are fresh and
 //! unconnected: IPv4 ones, except for `IPPROTO_IPV6` options, which only an IPv6 socket has.
 //! An option the kernel will not give for a socket shows its errno, `n/a (EOPNOTSUPP)`, and

@@ -1,6 +1,7 @@
-//! What the daemon is asked to do: the service instances and every limit, with their defaults.
+//! What the daemon is asked to do: the service instances and every limit, with their defaults
+//! and the range of every number (`ranges`).
 //!
-//! This file only describes and validates; it never opens a socket. `cli.rs` turns a command
+//! This layer only describes and validates; it never opens a socket. `cmd::serve` turns a command
 //! line into a [`Config`]; the library user builds one in code.
 
 pub mod ranges;

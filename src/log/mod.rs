@@ -1,3 +1,7 @@
+//! How log lines look and where they go: standard error, the journal, or syslog under an
+//! inetd; repeats folded in the trace (`narrate`); client bytes escaped (`escape`). This layer
+//! decides nothing about serving; it only writes what the others log.
+//!
 //! The log: `log` records through `env_logger` to standard error, one line each,
 //! `LEVEL message`. `RUST_LOG` sets the level (default `info`). No timestamps: journald and
 //! syslog add their own.

@@ -1,4 +1,4 @@
-//! The `ack` service, the seed documents' response server: each read comes back followed by
+//! The `ack` service, the response server of the Python socket tutorials: each read comes back followed by
 //! `\nI get it!\n` and the configured reply text, until the client half-closes.
 //!
 //! With the operator console (`--console`), each read's `I get it!` is followed instead by a

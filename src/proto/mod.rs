@@ -1,6 +1,13 @@
-//! Sans-IO protocol state machines, one file per service.
+//! The protocols, sans-IO: one state machine per TCP service (count, ack, echo, time, stats),
+//! the UDP reply and loop guard (`datagram`), and the PROXY header parser (`proxy`). Bytes in,
+//! bytes out and a [`Step`] saying what became of the request.
 //!
-//! A session never touches a socket or a clock. The connection (`conn.rs`) feeds it what it
+//! This layer owns what the services say and when they are done. It never touches a socket,
+//! a clock (the time is passed in), the log or the configuration, and it imports nothing of
+//! the crate outside this folder, so every protocol can be tested exhaustively without a
+//! network, and read on one screen.
+//!
+//! A session never touches a socket or a clock. The connection (`server::conn`) feeds it what it
 //! read (`on_data`, `on_eof`) and what happened (`on_deadline`, `on_shutdown`); the session
 //! appends what the client should receive to `out` and says, with [`Step`], what became of the
 //! request. The connection acts on that `Step` alone: it is the one answer to "what next?",

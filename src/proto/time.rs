@@ -6,7 +6,7 @@ use std::time::SystemTime;
 /// The epoch of the 4-byte time value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Epoch {
-    /// Seconds since 1970-01-01 UTC (the seed documents' server).
+    /// Seconds since 1970-01-01 UTC (the Python tutorial's server).
     Unix,
     /// Seconds since 1900-01-01 UTC (RFC 868, what `rdate` expects).
     Rfc868,

@@ -1,4 +1,4 @@
-//! The operator console (`--console`): the seed documents' response server, whose operator
+//! The operator console (`--console`): the response server of the Python socket tutorials, whose operator
 //! types each reply. Standard input is one more source in the loop's poll, so the loop still
 //! never blocks: typed lines are read when the poll says there are some.
 //!

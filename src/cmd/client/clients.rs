@@ -55,7 +55,7 @@ pub(super) fn run(target: &Target, request: Request) -> Result<(), Failure> {
 /// `count`: print the greeting up to the prompt, send one line, print the reply.
 ///
 /// The prompt is the unfinished line after the welcome line, ending in `:` (our
-/// `Please enter a string: ` and the seed's `Please enter a string :` alike). A server that
+/// `Please enter a string: ` and the Python tutorial's `Please enter a string :` alike). A server that
 /// refuses (`Error: server busy ...`) closes before prompting; nothing is sent then.
 ///
 /// The greeting and the reply are printed as they come (the prompt must show before a person

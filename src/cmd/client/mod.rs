@@ -1,6 +1,6 @@
 //! Blocking clients for every service (`oneloop client ...`).
 //!
-//! These are the seed documents' clients, one per service, written with plain blocking
+//! These are the clients of the classic Python socket tutorials the services come from (docs/learn/seeds.md), one per service, written with plain blocking
 //! `std::net` sockets: each one connects, says what its protocol says, prints what comes back
 //! and checks it. They are the other half of every lesson the daemon teaches, and small enough
 //! to read in one sitting. They share no protocol code with the daemon (only the `Epoch`

@@ -191,7 +191,7 @@ pub(crate) enum Status {
 const HEADER_WAIT: Duration = Duration::from_secs(5);
 
 /// How many reads or writes one pump may do before yielding, so a fast client cannot starve
-/// the others. (This is one of the places that stop before `WouldBlock`: see `server.rs`.)
+/// the others. (This is one of the places that stop before `WouldBlock`: see `server/mod.rs`.)
 const TURN: usize = 32;
 
 /// The loop's buffers and the settings every connection reads: made once, when the server
