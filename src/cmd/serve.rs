@@ -72,6 +72,10 @@ Service options:
       --console               standard input is the operator's console:
                               each ack read waits for a typed line
                               (@N TEXT: for connection N)              [off]
+      --step                  for learners: pause before each wait in
+                              the poll and after each wake, showing what
+                              the loop holds; Enter goes on, c runs
+                              freely until the next line               [off]
       --time-epoch unix|1900  epoch of the 4-byte time                 [unix]
 Socket options:
       --backlog N             listen() backlog; 1 to 65535             [128]
@@ -231,6 +235,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "--shutdown-grace" => config.shutdown_grace = ranges::WAIT.parse(&flag, &value()?)?,
             "--ack-reply" => config.ack_reply = value()?.into_bytes(),
             "--console" => config.console = true,
+            "--step" => config.step = true,
             "--inetd" => {
                 if config.inetd.is_some() {
                     return Err("--inetd: given twice (an inetd passes one socket)".into());
@@ -500,6 +505,11 @@ mod tests {
             ),
             (&["--user", ""], "--user: the name is empty"),
             (&["--inetd", "tcp"], "--inetd: expected tcp:SERVICE"),
+            (&["--step", "--console"], "--step cannot go with --console"),
+            (
+                &["--step", "--inetd", "tcp:count"],
+                "--step cannot go with --inetd",
+            ),
             (&["--inetd"], "missing argument"),
             (
                 &["--inetd", "tcp:echo", "--inetd", "tcp:echo"],

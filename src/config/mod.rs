@@ -302,6 +302,9 @@ pub struct Config {
     pub activated: Vec<(String, Service)>,
     /// Standard input is the operator's console for `ack` (`--console`).
     pub console: bool,
+    /// The loop pauses before each wait and after each wake, for a line on standard input
+    /// (`--step`).
+    pub step: bool,
     /// The load balancers whose TCP connections begin with a PROXY protocol header
     /// (`--proxy-from`); a connection from any other address is a direct client.
     pub proxy_from: Vec<Cidr>,
@@ -351,6 +354,7 @@ impl Default for Config {
             handle_signals: true,
             activated: Vec::new(),
             console: false,
+            step: false,
             proxy_from: Vec::new(),
             proxy_protocol: false,
             allow: Vec::new(),
@@ -415,6 +419,13 @@ impl Config {
         if self.console && self.inetd.is_some() {
             return Err(ConfigError::ConsoleWithInetd);
         }
+        if self.step && (self.console || self.inetd.is_some()) {
+            return Err(ConfigError::StepWith(if self.console {
+                "--console"
+            } else {
+                "--inetd"
+            }));
+        }
         self.privileges.validate().map_err(ConfigError::Privileges)
     }
 }
@@ -436,6 +447,8 @@ pub enum ConfigError {
     NoService,
     /// `console` and `inetd` both want standard input.
     ConsoleWithInetd,
+    /// `step` wants standard input, which the option named has too.
+    StepWith(&'static str),
     /// More service instances than one daemon runs (the loop numbers them in 16 bits).
     TooManyInstances(usize),
 }
@@ -453,6 +466,9 @@ impl fmt::Display for ConfigError {
             ConfigError::ConsoleWithInetd => f.write_str(
                 "--console cannot go with --inetd: standard input is the inetd's socket",
             ),
+            ConfigError::StepWith(other) => {
+                write!(f, "--step cannot go with {other}: both read standard input")
+            }
             ConfigError::TooManyInstances(n) => write!(
                 f,
                 "{n} service instances: at most {} can run in one daemon",

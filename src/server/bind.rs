@@ -15,6 +15,7 @@ use super::conn::Shared;
 use super::console::Console;
 use super::counters::{Counters, InstanceCounters};
 use super::lifecycle::Lifecycle;
+use super::step::Stepper;
 use super::table::Table;
 use super::timers::LoopTimers;
 use super::token::{Target, Tokens};
@@ -176,6 +177,10 @@ impl Server {
         let console = config
             .console
             .then(|| Console::open(poll.registry(), tokens.token(Target::Console)));
+        let stepper = config
+            .step
+            .then(|| Stepper::open(poll.registry(), tokens.token(Target::Console)))
+            .flatten();
         let gate = Gate::new(&Rules {
             allow: &config.allow,
             deny: &config.deny,
@@ -207,6 +212,7 @@ impl Server {
             start_time: SystemTime::now(),
             notifier: Notifier::from_env(),
             console,
+            stepper,
             config,
         })
     }

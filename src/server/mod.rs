@@ -40,6 +40,7 @@ mod conn;
 mod console;
 pub mod counters;
 mod lifecycle;
+mod step;
 mod table;
 mod timers;
 mod token;
@@ -61,6 +62,7 @@ use conn::{Cx, Shared, Status};
 use console::Console;
 use counters::{Counters, Snapshot};
 use lifecycle::Lifecycle;
+use step::Stepper;
 use table::Table;
 use timers::{Due, LoopTimers};
 use token::{Target, Tokens};
@@ -127,6 +129,8 @@ pub struct Server {
     notifier: Notifier,
     /// Standard input as the operator's console (`--console`).
     console: Option<Console>,
+    /// Standard input as the learner's step key (`--step`).
+    stepper: Option<Stepper>,
 }
 
 impl Server {
@@ -158,6 +162,10 @@ impl Server {
             // events it says whether anything is due (a pass with nothing armed, such as one
             // that only moves datagrams, never reads the clock).
             let nearest = self.next_due();
+            if self.stepping() {
+                self.step_before_wait(nearest);
+            }
+            // After a pause, a deadline that passed meanwhile makes the timeout 0.
             let timeout = self.poll_timeout(nearest);
             self.narrate_sleep(nearest, timeout);
             match self.poll.poll(&mut events, timeout) {
@@ -171,6 +179,9 @@ impl Server {
                 Err(e) => return Err(e),
             }
             self.narrate_wake(&events);
+            if self.stepping() {
+                self.step_after_wake(&events);
+            }
             let mut pass = PassTime::new(self.clock);
             for (i, event) in events.iter().enumerate() {
                 if i > 0 && i % ACCEPT_EVERY == 0 {
@@ -214,7 +225,10 @@ impl Server {
         match self.tokens.target(event.token()) {
             Target::Waker => self.on_wake(pass.get()),
             Target::Signals => self.on_signals(pass.get()),
-            Target::Console => self.on_console(pass.get()),
+            Target::Console => match &mut self.stepper {
+                Some(stepper) => stepper.on_input(),
+                None => self.on_console(pass.get()),
+            },
             Target::Instance(i) => match self.instances[i].counted.instance.transport {
                 Transport::Tcp => self.accept_until_would_block(i, pass.get()),
                 Transport::Udp => {

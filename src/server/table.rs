@@ -50,6 +50,11 @@ impl AgainList {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// What is on the list, in order.
+    pub(crate) fn list(&self) -> &[usize] {
+        &self.0
+    }
 }
 
 #[derive(Debug)]
@@ -248,6 +253,13 @@ impl Table {
 
     pub(crate) fn deadlines_armed(&self) -> usize {
         self.deadlines.armed()
+    }
+
+    /// Every connection not closed, with its key.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Conn)> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.state() != State::Closed)
     }
 
     /// Every connection not closed, for the end of the grace period.

@@ -58,10 +58,13 @@ impl Server {
     }
 
     /// The name of the socket behind `token`, as the trace calls it.
-    fn name(&self, token: Token) -> String {
+    pub(super) fn name(&self, token: Token) -> String {
         match self.tokens.target(token) {
             Target::Waker => "the shutdown waker".to_string(),
             Target::Signals => "the signal pipe".to_string(),
+            Target::Console if self.stepper.is_some() => {
+                "standard input (the step key)".to_string()
+            }
             Target::Console => "standard input (the console)".to_string(),
             Target::Instance(i) => {
                 let instance = self.instances[i].counted.instance;
@@ -76,7 +79,7 @@ impl Server {
 }
 
 /// What an event reports, in words.
-fn readiness(event: &Event) -> String {
+pub(super) fn readiness(event: &Event) -> String {
     let mut words = Vec::new();
     if event.is_readable() {
         words.push("readable");
