@@ -32,7 +32,10 @@ use std::thread;
 mod e1;
 
 fn main() -> io::Result<()> {
-    let listener = e1::listen()?;
+    let listener = e1::listen(&[
+        "cargo run -q --example clients -- many ADDR --hold 30  # 200 idle clients for 30 s",
+        "grep -E 'Threads|VmRSS|VmSize' /proc/PID/status  # meanwhile: a thread each",
+    ])?;
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(stream) => stream,

@@ -28,6 +28,9 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use oneloop::session::LineCounter;
 use slab::Slab;
 
+#[path = "shared/watch.rs"]
+mod watch;
+
 /// The listener's token; connections use their slab key.
 pub const LISTENER: Token = Token(usize::MAX);
 
@@ -39,7 +42,14 @@ pub struct Conn {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut poll = Poll::new()?;
-    let listener = listen(&poll)?;
+    let listener = listen(
+        &poll,
+        &[
+            "cargo run -q --example clients -- trickle ADDR  # a line in pieces",
+            "cargo run -q --example clients -- many ADDR  # 200 clients at once",
+            "cargo run -q -- client count ADDR hello",
+        ],
+    )?;
     let mut conns = Slab::new();
     let mut events = Events::with_capacity(256);
     loop {
@@ -62,13 +72,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 }
 
-/// Binds the address given as the first argument, says where it listens, and registers the
-/// listener with the poll.
-pub fn listen(poll: &Poll) -> Result<TcpListener, Box<dyn Error>> {
+/// Binds the address given as the first argument, says where it listens and how to watch it
+/// (`commands`: see shared/watch.rs), and registers the listener with the poll.
+pub fn listen(poll: &Poll, commands: &[&str]) -> Result<TcpListener, Box<dyn Error>> {
     let addr = std::env::args().nth(1).unwrap_or("127.0.0.1:0".into());
     let mut listener = TcpListener::bind(addr.parse()?)?;
-    println!("listening on {}", listener.local_addr()?);
-    io::stdout().flush()?;
+    watch::say_listening(listener.local_addr()?, commands)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     Ok(listener)

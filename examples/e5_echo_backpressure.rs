@@ -49,7 +49,13 @@ struct Output {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut poll = Poll::new()?;
-    let listener = e4::listen(&poll)?;
+    let listener = e4::listen(
+        &poll,
+        &[
+            "cargo run -q --example clients -- flood ADDR  # never reads: see `reading paused`",
+            "cargo run -q -- client echo ADDR hello",
+        ],
+    )?;
     let mut conns: Slab<(TcpStream, Output)> = Slab::new();
     let mut events = Events::with_capacity(256);
     loop {

@@ -44,7 +44,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         _ => return Err(format!("the idle timeout is 1 to 86400 seconds, not {secs}").into()),
     };
     let mut poll = Poll::new()?;
-    let listener = e4::listen(&poll)?;
+    let pair = format!(
+        "cargo run -q --example clients -- pair ADDR --wait {}  # A times out",
+        idle.as_secs() + 2
+    );
+    let listener = e4::listen(&poll, &[&pair, "nc HOST PORT  # or say nothing, and wait"])?;
     let mut conns: Slab<Timed> = Slab::new();
     let mut events = Events::with_capacity(256);
     loop {

@@ -48,7 +48,13 @@ struct Console {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut poll = Poll::new()?;
-    let listener = e4::listen(&poll)?;
+    let listener = e4::listen(
+        &poll,
+        &[
+            "cargo run -q -- client ack ADDR hello  # then type a reply in this terminal",
+            "nc -N HOST PORT  # or by hand (OpenBSD netcat): type, then Ctrl-D",
+        ],
+    )?;
     let mut console = Console {
         input: open_stdin(poll.registry()),
         typed: Vec::new(),
