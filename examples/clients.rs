@@ -273,8 +273,8 @@ fn pair(addr: SocketAddr, wait_for_a: Duration) -> Result<()> {
             ) =>
         {
             println!(
-                "pair: B has no welcome after {} s: the server is busy with the silent A (one \
-                 client at a time). A leaves now",
+                "pair: B has no welcome after {} s: the server is stuck on the silent A (e1 \
+                 serves one client at a time). A leaves now",
                 patience.as_secs()
             );
             silent = None;

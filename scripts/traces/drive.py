@@ -352,8 +352,8 @@ def console(d, ports):
         clients.append(s)
     a, b = clients
     for s, typed, note, reply in (
-            (b, b"@2 to you, B", "for connection 2", b"to you, B\n"),
-            (a, b"fine, thanks", "for the connection that waited longest", b"fine, thanks\n")):
+            (b, b"@2 to you, B", "for B, console number 2", b"to you, B\n"),
+            (a, b"fine, thanks", "for the connection that waited longest, A", b"fine, thanks\n")):
         d.step("operator: types %s (%s)" % (shown(typed), note))
         d.p.stdin.write(typed + b"\n")
         d.p.stdin.flush()
