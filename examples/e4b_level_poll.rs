@@ -66,7 +66,11 @@ fn main() -> io::Result<()> {
             .chain(ready[0].then(|| "the listener".to_string()))
             .collect();
         let count = names.len();
-        eprintln!("poll: {count} of {} descriptors ready: {}", fds.len(), names.join(", "));
+        eprintln!(
+            "poll: {count} of {} descriptors ready: {}",
+            fds.len(),
+            names.join(", ")
+        );
         // One read for each ready client (e3's step); those that are done leave the list.
         let mut i = 0;
         clients.retain_mut(|(n, client)| {
