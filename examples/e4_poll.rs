@@ -15,6 +15,14 @@
 //! reaching the one that took its slot: each handler takes `WouldBlock` as "nothing yet".
 //! (The daemon's src/server.rs removes closed connections only after the batch.)
 //!
+//! Watch it (it prints these with its real address):
+//! ```text
+//! cargo run --example e4_poll -- 127.0.0.1:51423
+//! cargo run -q --example clients -- trickle 127.0.0.1:51423   # a line in pieces
+//! cargo run -q --example clients -- many 127.0.0.1:51423      # 200 clients, one thread
+//! ```
+//! e4b_level_poll is the same server on a level-triggered poll(2), for contrast.
+//!
 //! Still wrong: `write_all` assumes the socket takes the reply whole, which a long answer to
 //! a slow reader would not. e5_echo_backpressure keeps the rest and asks for WRITABLE.
 

@@ -16,6 +16,12 @@
 //! costs a little per connection. The daemon's timeouts all have one length, so each new
 //! deadline is the latest: src/deadline.rs keeps them in order and finds the nearest at once.
 //!
+//! Watch it: a silent client beside a normal one; the silent one is told why and closed.
+//! ```text
+//! cargo run --example e6_deadlines -- 127.0.0.1:51423 3
+//! cargo run -q --example clients -- pair 127.0.0.1:51423 --wait 5   # terminal 2
+//! ```
+//!
 //! Still wrong: the reply (or the timeout message) is followed by a plain close. A client
 //! that sent more than its line gets a reset, which can destroy the reply. e7_lingering_close.
 
