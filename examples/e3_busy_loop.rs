@@ -30,7 +30,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 
 use oneloop::session::LineCounter;
 
-#[path = "shared/watch.rs"]
+#[path = "common/watch.rs"]
 mod watch;
 
 /// One client: its socket and how far its line has been counted.
@@ -67,7 +67,7 @@ fn main() -> io::Result<()> {
 }
 
 /// Binds the address given as the first argument, non-blocking, and says where it listens
-/// and how to watch it (`commands`: see shared/watch.rs).
+/// and how to watch it (`commands`: see common/watch.rs).
 pub fn listen(commands: &[&str]) -> io::Result<TcpListener> {
     let addr = std::env::args().nth(1);
     let listener = TcpListener::bind(addr.as_deref().unwrap_or("127.0.0.1:0"))?;

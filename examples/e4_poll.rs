@@ -36,7 +36,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use oneloop::session::LineCounter;
 use slab::Slab;
 
-#[path = "shared/watch.rs"]
+#[path = "common/watch.rs"]
 mod watch;
 
 /// The listener's token; connections use their slab key.
@@ -81,7 +81,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 }
 
 /// Binds the address given as the first argument, says where it listens and how to watch it
-/// (`commands`: see shared/watch.rs), and registers the listener with the poll.
+/// (`commands`: see common/watch.rs), and registers the listener with the poll.
 pub fn listen(poll: &Poll, commands: &[&str]) -> Result<TcpListener, Box<dyn Error>> {
     let addr = std::env::args().nth(1).unwrap_or("127.0.0.1:0".into());
     let mut listener = TcpListener::bind(addr.parse()?)?;

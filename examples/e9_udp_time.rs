@@ -33,7 +33,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-#[path = "shared/watch.rs"]
+#[path = "common/watch.rs"]
 mod watch;
 
 fn main() -> io::Result<()> {
