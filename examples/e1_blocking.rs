@@ -20,15 +20,25 @@
 //! client stops everyone. Next: e2_threads gives each client a thread of its own.
 //!
 //! Every example takes its listen address as its first argument (default `127.0.0.1:0`, any
-//! free port) and prints `listening on ADDR` with the real address as its first line.
+//! free port), prints `listening on ADDR` with the real address as its first line, and then
+//! the commands that watch it from another terminal (`cargo run --example clients` is in
+//! clients.rs; `cargo run -- client ...` is the daemon's own client, `oneloop client` once
+//! installed).
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 
 use oneloop::proto::LineCounter;
 
+#[path = "common/watch.rs"]
+mod watch;
+
 fn main() -> io::Result<()> {
-    let listener = listen()?;
+    let listener = listen(&[
+        "cargo run -q --example clients -- pair ADDR  # a silent client A, and B behind it",
+        "nc HOST PORT  # or by hand: say nothing here,",
+        "cargo run -q -- client count ADDR hello  # and this waits for its welcome",
+    ])?;
     for stream in listener.incoming() {
         // An error belongs to one client (it reset, or went away mid-line): report it and go
         // on with the next. (The daemon also survives running out of descriptors, which
@@ -40,12 +50,12 @@ fn main() -> io::Result<()> {
     Ok(())
 }
 
-/// Binds the address given as the first argument and says where it listens.
-pub fn listen() -> io::Result<TcpListener> {
+/// Binds the address given as the first argument, says where it listens and how to watch
+/// it (`commands`: see common/watch.rs).
+pub fn listen(commands: &[&str]) -> io::Result<TcpListener> {
     let addr = std::env::args().nth(1);
     let listener = TcpListener::bind(addr.as_deref().unwrap_or("127.0.0.1:0"))?;
-    println!("listening on {}", listener.local_addr()?);
-    io::stdout().flush()?;
+    watch::say_listening(listener.local_addr()?, commands)?;
     Ok(listener)
 }
 

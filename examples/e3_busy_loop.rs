@@ -30,19 +30,20 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 
 use oneloop::proto::LineCounter;
 
+#[path = "common/watch.rs"]
+mod watch;
+
 /// One client: its socket and how far its line has been counted.
-struct Client {
-    stream: TcpStream,
+pub struct Client {
+    pub stream: TcpStream,
     counter: LineCounter,
 }
 
 fn main() -> io::Result<()> {
-    let addr = std::env::args().nth(1);
-    let listener = TcpListener::bind(addr.as_deref().unwrap_or("127.0.0.1:0"))?;
-    listener.set_nonblocking(true)?;
-    println!("listening on {}", listener.local_addr()?);
-    io::stdout().flush()?;
-
+    let listener = listen(&[
+        "top -p PID  # a whole core, and no client at all",
+        "cargo run -q --example clients -- pair ADDR  # it serves two at once, though",
+    ])?;
     let mut clients: Vec<Client> = Vec::new();
     loop {
         match listener.accept() {
@@ -55,7 +56,7 @@ fn main() -> io::Result<()> {
         }
         // Ask every client once; keep those still waiting for their line.
         clients.retain_mut(|client| match step(client) {
-            Ok(done) => !done,
+            Ok((_, done)) => !done,
             Err(e) => {
                 eprintln!("client: {e}");
                 false
@@ -65,7 +66,17 @@ fn main() -> io::Result<()> {
     }
 }
 
-fn welcome(stream: TcpStream, peer: SocketAddr) -> io::Result<Client> {
+/// Binds the address given as the first argument, non-blocking, and says where it listens
+/// and how to watch it (`commands`: see common/watch.rs).
+pub fn listen(commands: &[&str]) -> io::Result<TcpListener> {
+    let addr = std::env::args().nth(1);
+    let listener = TcpListener::bind(addr.as_deref().unwrap_or("127.0.0.1:0"))?;
+    listener.set_nonblocking(true)?;
+    watch::say_listening(listener.local_addr()?, commands)?;
+    Ok(listener)
+}
+
+pub fn welcome(stream: TcpStream, peer: SocketAddr) -> io::Result<Client> {
     // On Linux an accepted socket does not inherit the listener's non-blocking mode.
     stream.set_nonblocking(true)?;
     (&stream).write_all(format!("Welcome, {peer}\nPlease enter a string: ").as_bytes())?;
@@ -73,21 +84,23 @@ fn welcome(stream: TcpStream, peer: SocketAddr) -> io::Result<Client> {
     Ok(Client { stream, counter })
 }
 
-/// Does one read, if the socket has anything. Returns whether the client is done.
-fn step(client: &mut Client) -> io::Result<bool> {
+/// Does one read (of at most 4096 bytes), if the socket has anything, and answers when the
+/// line has ended. Returns how many bytes it read (0 for nothing yet, or EOF), and whether
+/// the client is done.
+pub fn step(client: &mut Client) -> io::Result<(usize, bool)> {
     let mut buf = [0; 4096];
     let n = match client.stream.read(&mut buf) {
         Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((0, false)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok((0, false)),
         Err(e) => return Err(e),
     };
     let line_end = buf[..n].iter().position(|&b| b == b'\n');
     client.counter.push(&buf[..line_end.unwrap_or(n)]);
     if n > 0 && line_end.is_none() {
-        return Ok(false);
+        return Ok((n, false));
     }
     let reply = format!("You entered {} characters.\n", client.counter.finish());
     client.stream.write_all(reply.as_bytes())?;
-    Ok(true)
+    Ok((n, true))
 }

@@ -15,6 +15,14 @@
 //! reaching the one that took its slot: each handler takes `WouldBlock` as "nothing yet".
 //! (The daemon's src/server.rs removes closed connections only after the batch.)
 //!
+//! Watch it (it prints these with its real address):
+//! ```text
+//! cargo run --example e4_poll -- 127.0.0.1:51423
+//! cargo run -q --example clients -- trickle 127.0.0.1:51423   # a line in pieces
+//! cargo run -q --example clients -- many 127.0.0.1:51423      # 200 clients, one thread
+//! ```
+//! e4b_level_poll is the same server on a level-triggered poll(2), for contrast.
+//!
 //! Still wrong: `write_all` assumes the socket takes the reply whole, which a long answer to
 //! a slow reader would not. e5_echo_backpressure keeps the rest and asks for WRITABLE.
 
@@ -28,6 +36,9 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use oneloop::proto::LineCounter;
 use slab::Slab;
 
+#[path = "common/watch.rs"]
+mod watch;
+
 /// The listener's token; connections use their slab key.
 pub const LISTENER: Token = Token(usize::MAX);
 
@@ -39,7 +50,14 @@ pub struct Conn {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut poll = Poll::new()?;
-    let listener = listen(&poll)?;
+    let listener = listen(
+        &poll,
+        &[
+            "cargo run -q --example clients -- trickle ADDR  # a line in pieces",
+            "cargo run -q --example clients -- many ADDR  # 200 clients at once",
+            "cargo run -q -- client count ADDR hello",
+        ],
+    )?;
     let mut conns = Slab::new();
     let mut events = Events::with_capacity(256);
     loop {
@@ -62,13 +80,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 }
 
-/// Binds the address given as the first argument, says where it listens, and registers the
-/// listener with the poll.
-pub fn listen(poll: &Poll) -> Result<TcpListener, Box<dyn Error>> {
+/// Binds the address given as the first argument, says where it listens and how to watch it
+/// (`commands`: see common/watch.rs), and registers the listener with the poll.
+pub fn listen(poll: &Poll, commands: &[&str]) -> Result<TcpListener, Box<dyn Error>> {
     let addr = std::env::args().nth(1).unwrap_or("127.0.0.1:0".into());
     let mut listener = TcpListener::bind(addr.parse()?)?;
-    println!("listening on {}", listener.local_addr()?);
-    io::stdout().flush()?;
+    watch::say_listening(listener.local_addr()?, commands)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     Ok(listener)

@@ -18,7 +18,16 @@
 //!
 //! Standard error shows each pause and resume. The daemon does the same in src/conn.rs (it
 //! stops reading as soon as any output waits, and writes straight from a shared buffer, so an
-//! idle connection holds no buffer at all).
+//! idle connection holds no buffer at all). docs/learn/backpressure.svg draws the buffers.
+//!
+//! Watch it with a client that sends and never reads. A blocking one (Python's `sendall`)
+//! would hang in its own send once its send buffer is full, which is the backpressure
+//! working, and could not say how far it got; the learner client writes non-blocking, says
+//! where it stalled, then reads everything back:
+//! ```text
+//! cargo run --example e5_echo_backpressure -- 127.0.0.1:51423
+//! cargo run -q --example clients -- flood 127.0.0.1:51423   # terminal 2: `reading paused` here
+//! ```
 //!
 //! Still wrong: a client that stops reading (or vanishes without a word) keeps its slot and
 //! its buffer for ever. e6_deadlines gives every connection a deadline.
@@ -49,7 +58,13 @@ struct Output {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut poll = Poll::new()?;
-    let listener = e4::listen(&poll)?;
+    let listener = e4::listen(
+        &poll,
+        &[
+            "cargo run -q --example clients -- flood ADDR  # never reads: see `reading paused`",
+            "cargo run -q -- client echo ADDR hello",
+        ],
+    )?;
     let mut conns: Slab<(TcpStream, Output)> = Slab::new();
     let mut events = Events::with_capacity(256);
     loop {

@@ -16,6 +16,12 @@
 //! costs a little per connection. The daemon's timeouts all have one length, so each new
 //! deadline is the latest: src/deadline.rs keeps them in order and finds the nearest at once.
 //!
+//! Watch it: a silent client beside a normal one; the silent one is told why and closed.
+//! ```text
+//! cargo run --example e6_deadlines -- 127.0.0.1:51423 3
+//! cargo run -q --example clients -- pair 127.0.0.1:51423 --wait 5   # terminal 2
+//! ```
+//!
 //! Still wrong: the reply (or the timeout message) is followed by a plain close. A client
 //! that sent more than its line gets a reset, which can destroy the reply. e7_lingering_close.
 
@@ -44,7 +50,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         _ => return Err(format!("the idle timeout is 1 to 86400 seconds, not {secs}").into()),
     };
     let mut poll = Poll::new()?;
-    let listener = e4::listen(&poll)?;
+    let pair = format!(
+        "cargo run -q --example clients -- pair ADDR --wait {}  # A times out",
+        idle.as_secs() + 2
+    );
+    let listener = e4::listen(&poll, &[&pair, "nc HOST PORT  # or say nothing, and wait"])?;
     let mut conns: Slab<Timed> = Slab::new();
     let mut events = Events::with_capacity(256);
     loop {

@@ -56,7 +56,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         other => return Err(format!("closing is `abrupt` or `linger`, not {other}").into()),
     };
     let mut poll = Poll::new()?;
-    let listener = e4::listen(&poll)?;
+    let listener = e4::listen(
+        &poll,
+        &["cargo run -q --example e7_lingering_close -- --client ADDR  # the reply, then?"],
+    )?;
     let mut conns: Slab<Closing> = Slab::new();
     let mut events = Events::with_capacity(256);
     loop {

@@ -17,7 +17,16 @@
 //! At end of input waiting connections go on without a line, and later ones do not wait.
 //! Left out, to keep the console in view: e5's unsent buffer (a reply the socket does not
 //! take at once closes the connection) and e6's deadlines. A connection closes only after its
-//! client's EOF, so nothing is left unread (e7). Try it with `nc`. Next: e9_udp_time.
+//! client's EOF, so nothing is left unread (e7).
+//!
+//! Watch it: a client sends and half-closes, and this terminal is the operator's.
+//! ```text
+//! cargo run --example e8_console -- 127.0.0.1:51423    # then type a reply here
+//! cargo run -q -- client ack 127.0.0.1:51423 hello      # terminal 2: waits for your line
+//! nc -N 127.0.0.1 51423                                 # or by hand: type, then Ctrl-D
+//! ```
+//! (`nc -N`, which half-closes at the end of input, is OpenBSD's netcat: Debian's package
+//! `netcat-openbsd`.) Next: e9_udp_time.
 
 use std::collections::VecDeque;
 use std::error::Error;
@@ -48,7 +57,13 @@ struct Console {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut poll = Poll::new()?;
-    let listener = e4::listen(&poll)?;
+    let listener = e4::listen(
+        &poll,
+        &[
+            "cargo run -q -- client ack ADDR hello  # then type a reply in this terminal",
+            "nc -N HOST PORT  # or by hand (OpenBSD netcat): type, then Ctrl-D",
+        ],
+    )?;
     let mut console = Console {
         input: open_stdin(poll.registry()),
         typed: Vec::new(),

@@ -29,15 +29,23 @@
 //! either) and from addresses that cannot be one honest sender: unspecified, multicast,
 //! broadcast.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+#[path = "common/watch.rs"]
+mod watch;
 
 fn main() -> io::Result<()> {
     let addr = std::env::args().nth(1);
     let socket = UdpSocket::bind(addr.as_deref().unwrap_or("127.0.0.1:0"))?;
-    println!("listening on {}", socket.local_addr()?);
-    io::stdout().flush()?;
+    watch::say_listening(
+        socket.local_addr()?,
+        &[
+            "cargo run -q -- client time ADDR",
+            "echo | nc -u -w1 HOST PORT | od -An -tu1  # four bytes: now, big-endian",
+        ],
+    )?;
 
     // Room for any datagram; what does not fit is cut off, which a time request can afford.
     let mut buf = [0; 2048];

@@ -2,23 +2,33 @@
 # The narrated traces of docs/learn/traces/: each scenario run once under strace, its trace
 # (RUST_LOG=info,oneloop=trace) and its system calls written out, normalised.
 #
-#   bash scripts/traces.sh            regenerate docs/learn/traces/*.txt and the blocks the
-#                                     pages there quote from them
+#   bash scripts/traces.sh            regenerate docs/learn/traces/*.txt, the blocks the pages
+#                                     there quote from them, and the trace player's data
 #   bash scripts/traces.sh --check    regenerate into a temporary directory; exit 1, with a
-#                                     diff, when anything differs from what is committed
+#                                     diff, when anything differs from what is committed; and
+#                                     prove that the order check fails on a misordered page
 #
 # Needs strace and python3 (installs nothing; .ci/run installs both). Builds the debug binary
 # (cargo build) and runs it under `strace -f` on loopback port 0, once per scenario. A small
-# Python driver plays the clients (and the operator, and the signals). It acts only while the
-# daemon sleeps in epoll_wait, after the trace line it waits for, so each wake-up of the
-# daemon sees the same events on every run.
+# Python driver (scripts/traces/drive.py) plays the clients (and the operator, and the
+# signals). It acts only while the daemon sleeps in epoll_wait, after the trace line it waits
+# for, so each wake-up of the daemon sees the same events on every run.
 #
 # For each scenario NAME it writes:
 #   NAME.trace.txt    the daemon's standard error, with the driver's steps as `# ...` lines
 #   NAME.strace.txt   the daemon's system calls in order, each log line the daemon wrote shown
-#                     (as `  | ...`) where it wrote it, the driver's steps likewise
-# and refreshes, in every page of the directory, each block that follows a line
-# `<!-- quote NAME.trace.txt -->` (or another file of the directory).
+#                     (as `  | ...`) right after the `write(2, ...)` that wrote it (strace
+#                     records whole strings, and each write's bytes are matched with the log
+#                     lines they carry: scripts/traces/pages.py), the driver's steps before the
+#                     epoll_wait they woke
+# then player-data.js, every scenario's lines for docs/learn/player.html, each with the phase
+# of the loop it belongs to (scripts/traces/player.py), and refreshes, in every page of the
+# directory, each block that follows a line `<!-- quote NAME.trace.txt -->` (or another file
+# of the directory).
+#
+# Every NAME.strace.txt must pass the order check (scripts/traces/order.py): each narrated line
+# next to the call it tells of (`poll: woke` after its epoll_wait, `accept -> conn N` after its
+# accept4, each read or write after its call). Nothing is written when one does not.
 #
 # What changes from run to run is normalised: ports (the daemon's as 51423, 51424, ..., the
 # clients' as 40001, 40002, ..., in order of appearance, so messages keep their length),
@@ -52,606 +62,40 @@ out="$work/traces"
 mkdir -p "$out"
 cp "$pages"/*.md "$out"/
 
-python3 - "$bin" "$out" <<'PY'
-import math
-import os
-import re
-import resource
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-
-BIN, OUT = sys.argv[1], sys.argv[2]
-# Every wait is bounded.
-WAIT = 10.0
-CALLS = ("trace=%network,epoll_create1,epoll_ctl,epoll_wait,epoll_pwait,eventfd2,read,write,"
-         "close,shutdown,openat,fcntl,rt_sigaction")
-
-
-# The daemons running now: killed if the script fails.
-RUNNING = []
-
-
-def fail(msg):
-    sys.exit("traces.sh: " + msg)
-
-
-class Daemon:
-    """The daemon under strace, its stderr read line by line, and the driver's steps."""
-
-    def __init__(self, name, args, startup=False, stdin=False, files=None):
-        self.name, self.startup = name, startup
-        self.raw = os.path.join(OUT, name + ".raw")
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("LISTEN_", "NOTIFY_", "WATCHDOG_", "RUST_"))}
-        env["RUST_LOG"] = "info,oneloop=trace"
-        cmd = ["strace", "-f", "-s", "64", "-o", self.raw, "-e", CALLS, BIN] + args
-        # `files`: the open-file limit, soft and hard, of strace and so of the daemon.
-        limit = None if files is None else (
-            lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (files, files)))
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-                                  preexec_fn=limit)
-        self.lines, self.ended, self.steps = [], False, []
-        # The 4 bytes a time service answered with (normalised away in the strace).
-        self.time_reply = None
-        self.cv = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.pid = None
-        RUNNING.append(self)
-        self.pid = self._tracee()
-
-    def _read(self):
-        for line in self.p.stderr:
-            with self.cv:
-                self.lines.append(line.decode("utf-8", "replace").rstrip("\n"))
-                self.cv.notify_all()
-        with self.cv:
-            self.ended = True
-            self.cv.notify_all()
-
-    def _tracee(self):
-        """The daemon: the child of strace that runs BIN (strace forks test children of its
-        own first)."""
-        end = time.time() + WAIT
-        while time.time() < end:
-            for pid in filter(str.isdigit, os.listdir("/proc")):
-                try:
-                    with open("/proc/%s/stat" % pid) as f:
-                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                    exe = os.readlink("/proc/%s/exe" % pid)
-                except (OSError, ValueError, IndexError):
-                    continue
-                if ppid == self.p.pid and exe == os.path.realpath(BIN):
-                    return int(pid)
-            time.sleep(0.01)
-        fail("%s: strace started no daemon" % self.name)
-
-    def kill(self):
-        """Ends strace and the daemon (after a failure)."""
-        for pid in (self.pid, self.p.pid):
-            if pid is not None:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-
-    def _wait_line(self, text, start):
-        """The index of the first line from `start` on that contains `text`."""
-        end = time.time() + WAIT
-        with self.cv:
-            while True:
-                for i in range(start, len(self.lines)):
-                    if text in self.lines[i]:
-                        return i
-                left = end - time.time()
-                if self.ended or left <= 0:
-                    fail("%s: the scenario waits for a line with %r, and none came (if the "
-                         "daemon's words changed, change the scenario here); the daemon said:\n%s"
-                         % (self.name, text, "\n".join(self.lines)))
-                self.cv.wait(left)
-
-    def ready(self):
-        """The real ports of the `listening on` lines, once the daemon sleeps in its first
-        poll."""
-        self.settle()
-        return [int(re.search(r":(\d+) \(", l).group(1))
-                for l in self.lines if "listening on" in l]
-
-    def settle(self, after=None):
-        """Waits until the daemon has reacted to the last step (a line with `after`, when
-        given), has gone back to its poll and sleeps there."""
-        start = self.steps[-1][0] if self.steps else 0
-        if after is not None:
-            start = self._wait_line(after, start) + 1
-        self._wait_line("poll: sleeping", start)
-        end = time.time() + WAIT
-        while time.time() < end:
-            if self._in_epoll_wait():
-                return
-            time.sleep(0.001)
-        fail("%s: the daemon did not go back to sleep in epoll_wait" % self.name)
-
-    def _in_epoll_wait(self):
-        """Whether the daemon sleeps in epoll_wait: the kernel function it waits in, or else
-        the number of the system call it is in."""
-        try:
-            with open("/proc/%d/stat" % self.pid) as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-            with open("/proc/%d/wchan" % self.pid) as f:
-                wchan = f.read()
-            with open("/proc/%d/syscall" % self.pid) as f:
-                call = f.read().split()[0]
-        except (OSError, IndexError):
-            return False
-        epoll_calls = {"x86_64": ("232", "281", "441"), "aarch64": ("22", "441")}
-        return state == "S" and ("ep_poll" in wchan or "epoll" in wchan
-                                 or call in epoll_calls.get(os.uname().machine, ()))
-
-    def step(self, text):
-        """Notes what the driver does now, after the lines the daemon has written so far."""
-        with self.cv:
-            self.steps.append((len(self.lines), text))
-
-    def signal(self, sig, text):
-        self.step(text)
-        os.kill(self.pid, sig)
-
-    def stop(self):
-        """SIGTERM, and the daemon's exit."""
-        self.signal(signal.SIGTERM, "kill -TERM: the daemon drains and exits")
-        self.wait_exit()
-
-    def wait_exit(self):
-        try:
-            self.p.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            fail("%s: the daemon did not exit" % self.name)
-        with self.cv:
-            if not self.cv.wait_for(lambda: self.ended, WAIT):
-                fail("%s: the daemon's standard error did not end" % self.name)
-        RUNNING.remove(self)
-        if self.p.returncode != 0:
-            fail("%s: exit status %d" % (self.name, self.p.returncode))
-
-
-# The clients: blocking sockets with a bounded wait.
-
-def connect(port, rcvbuf=None):
-    s = socket.socket()
-    s.settimeout(WAIT)
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.connect(("127.0.0.1", port))
-    return s
-
-
-def read_until(s, end):
-    got = b""
-    while not got.endswith(end):
-        more = s.recv(4096)
-        if not more:
-            fail("EOF before %r (got %r)" % (end, got))
-        got += more
-    return got
-
-
-def read_to_end(s):
-    got = b""
-    while True:
-        more = s.recv(65536)
-        if not more:
-            return got
-        got += more
-
-
-def send_with_fin(s, data):
-    """The bytes and the FIN in one segment: MSG_MORE holds the bytes back until the
-    shutdown, so the daemon's poll reports both at once."""
-    s.send(data, socket.MSG_MORE)
-    s.shutdown(socket.SHUT_WR)
-
-
-def expect(what, got, want):
-    if got != want:
-        fail("%s: got %r, expected %r" % (what, got, want))
-
-
-def shown(data):
-    """Bytes as a step line quotes them: `"hi\n"`."""
-    return '"%s"' % data.decode().replace("\n", "\\n")
-
-
-def welcomed(d, port, who):
-    """A count client that connects and reads the welcome."""
-    d.step("%s: connects, and reads the welcome" % who)
-    s = connect(port)
-    read_until(s, b"string: ")
-    d.settle()
-    return s
-
-
-def last_line(d, s, who, line, reply):
-    """`who` sends `line` and its FIN in one segment, reads `reply` and the EOF, and closes."""
-    d.step("%s: sends %s and its FIN in one segment, and reads to EOF" % (who, shown(line)))
-    send_with_fin(s, line)
-    expect(who, read_to_end(s), reply)
-    s.close()
-    d.settle(after="closed")
-
-
-# The scenarios, in the order they run: each drives a daemon started with its arguments and
-# given the ports it listens on. The daemon is stopped with SIGTERM afterwards, unless the
-# scenario ended it.
-SCENARIOS = []
-
-
-def scenario(args, **options):
-    def register(run):
-        SCENARIOS.append((run.__name__, args, options, run))
-        return run
-    return register
-
-
-@scenario(["--tcp", "count@127.0.0.1:0"], startup=True)
-def count(d, ports):
-    s = welcomed(d, ports[0], "client")
-    last_line(d, s, "client", b"hello, world\n", b"You entered 12 characters.\n")
-
-
-@scenario(["--tcp", "count@127.0.0.1:0"])
-def pieces(d, ports):
-    s = welcomed(d, ports[0], "client")
-    d.step('client: sends "hel"')
-    s.sendall(b"hel")
-    d.settle(after='read 3 bytes "hel"')
-    d.step('client: sends "lo\\n" (no FIN), and reads to EOF')
-    s.sendall(b"lo\n")
-    expect("pieces", read_to_end(s), b"You entered 5 characters.\n")
-    d.settle(after="lingering")
-    d.step('client: sends "extra" and its FIN in one segment, then closes')
-    send_with_fin(s, b"extra")
-    s.close()
-    d.settle(after="closed")
-
-
-@scenario(["--tcp", "echo@127.0.0.1:0", "--idle-timeout", "0.5", "--sndbuf", "4096"])
-def echo(d, ports):
-    d.step("client: connects with a 4096-byte receive buffer (SO_RCVBUF), and never reads")
-    s = connect(ports[0], rcvbuf=4096)
-    d.settle()
-    # The first bytes fill the buffers; the next ones find the connection not reading.
-    for which, then in (("", "backpressure"), (" more", None)):
-        d.step("client: sends 32768 bytes%s" % which)
-        s.sendall(b"e" * 32768)
-        d.settle(after=then)
-    d.settle(after="closed")
-    s.close()
-
-
-@scenario(["--tcp", "count@127.0.0.1:0", "--idle-timeout", "0.3", "--linger", "0.3"])
-def deadline(d, ports):
-    d.step("client: connects, reads the welcome, and sends nothing")
-    s = connect(ports[0])
-    read_until(s, b"string: ")
-    expect("deadline", read_to_end(s), b"Error: timed out after 0.3 s\n")
-    d.settle(after="closed")
-    s.close()
-
-
-@scenario(["--tcp", "count@127.0.0.1:0", "--max-connections", "1"])
-def busy(d, ports):
-    a = welcomed(d, ports[0], "client A")
-    d.step("client B: connects, and reads to EOF")
-    b = connect(ports[0])
-    expect("busy", read_to_end(b), b"Error: server busy (1 connections)\n")
-    d.settle(after="lingering")
-    d.step("client B: closes")
-    b.close()
-    d.settle(after="closed")
-    last_line(d, a, "client A", b"hi\n", b"You entered 2 characters.\n")
-
-
-@scenario(["--tcp", "count@127.0.0.1:0", "--shutdown-grace", "2"])
-def sigterm(d, ports):
-    a = welcomed(d, ports[0], "client A")
-    b = welcomed(d, ports[0], "client B")
-    d.signal(signal.SIGTERM, "kill -TERM: two requests are in flight")
-    d.settle(after="draining")
-    last_line(d, a, "client A", b"just in time\n", b"You entered 12 characters.\n")
-    d.step("client B: sends nothing, and reads to EOF")
-    expect("sigterm", read_to_end(b), b"Error: server shutting down\n")
-    d.wait_exit()
-
-
-@scenario(["--udp", "echo@127.0.0.1:0", "--udp", "time@127.0.0.1:0"], startup=True)
-def udp(d, ports):
-    echo_port, time_port = ports
-    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    c.settimeout(WAIT)
-    c.bind(("127.0.0.1", 0))
-    d.step('client: sends "hello, udp" to the echo service, and reads the reply')
-    c.sendto(b"hello, udp", ("127.0.0.1", echo_port))
-    expect("udp echo", c.recvfrom(65536)[0], b"hello, udp")
-    d.settle()
-    d.step("client: sends an empty datagram to the echo service (there is no reply)")
-    c.sendto(b"", ("127.0.0.1", echo_port))
-    d.settle(after="no reply")
-    d.step("client: sends an empty datagram to the time service, and reads the reply")
-    c.sendto(b"", ("127.0.0.1", time_port))
-    d.time_reply = c.recvfrom(65536)[0]
-    expect("udp time length", len(d.time_reply), 4)
-    d.settle()
-    c.close()
-
-
-@scenario(["--tcp", "ack@127.0.0.1:0", "--console"], startup=True, stdin=True)
-def console(d, ports):
-    clients = []
-    for who, said in (("client A", b"hello"), ("client B", b"hi")):
-        d.step("%s: connects, sends %s and its FIN in one segment" % (who, shown(said)))
-        s = connect(ports[0])
-        send_with_fin(s, said)
-        expect(who, read_until(s, b"I get it!\n"), said + b"\nI get it!\n")
-        d.settle(after="waits for your reply")
-        clients.append(s)
-    a, b = clients
-    for s, typed, note, reply in (
-            (b, b"@2 to you, B", "for connection 2", b"to you, B\n"),
-            (a, b"fine, thanks", "for the connection that waited longest", b"fine, thanks\n")):
-        d.step("operator: types %s (%s)" % (shown(typed), note))
-        d.p.stdin.write(typed + b"\n")
-        d.p.stdin.flush()
-        expect("console", read_to_end(s), reply)
-        d.settle(after="closed")
-    d.step("operator: ends the input (Ctrl-D)")
-    d.p.stdin.close()
-    d.settle(after="end of input")
-    a.close()
-    b.close()
-
-
-# Descriptors 0-9: the standard three, the poll, the waker, the signal pipe's two ends, the
-# listener, and two connections. A third finds none left.
-@scenario(["--tcp", "count@127.0.0.1:0"], files=10)
-def emfile(d, ports):
-    a = welcomed(d, ports[0], "client A")
-    d.step("client B: connects, and reads the welcome")
-    b = connect(ports[0])
-    read_until(b, b"string: ")
-    d.settle(after="pausing accepts")
-    d.step("client C: connects (the kernel completes the handshake; C waits in the backlog)")
-    c = connect(ports[0])
-    d.settle()
-    d.step('client B: sends "bee\\n" and its FIN in one segment, and reads to EOF')
-    send_with_fin(b, b"bee\n")
-    expect("emfile B", read_to_end(b), b"You entered 3 characters.\n")
-    b.close()
-    d.settle(after="accepting again")
-    d.step('client C: reads the welcome, sends "sea\\n" and its FIN, and reads to EOF')
-    read_until(c, b"string: ")
-    send_with_fin(c, b"sea\n")
-    expect("emfile C", read_to_end(c), b"You entered 3 characters.\n")
-    c.close()
-    d.settle(after="closed")
-    last_line(d, a, "client A", b"ay\n", b"You entered 2 characters.\n")
-
-
-# Normalising.
-
-class Names:
-    """Real ports to stable ones, in order of appearance: the daemon's listening ports
-    51423, 51424, ..., the others (the clients') 40001, 40002, ..."""
-
-    def __init__(self, log):
-        self.ports = {}
-        for line in log:
-            m = re.search(r"listening on \w+ 127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.ports.setdefault(m.group(1), str(51423 + len(self.ports)))
-        self.listening = len(self.ports)
-
-    def port(self, real):
-        if real == "0":
-            return real
-        if real not in self.ports:
-            self.ports[real] = str(40001 + len(self.ports) - self.listening)
-        return self.ports[real]
-
-    def text(self, line):
-        return re.sub(r"(127\.0\.0\.1:|htons\()(\d+)",
-                      lambda m: m.group(1) + self.port(m.group(2)), line)
-
-
-def rounded(seconds):
-    """A timeout rounded up: to 0.1 s below 1 s, to whole seconds from there."""
-    tenths = math.ceil(round(seconds * 10, 6)) / 10
-    if tenths >= 1:
-        return "%d" % math.ceil(round(seconds, 6))
-    return "%.1f" % tenths
-
-
-def norm_log(line, names):
-    line = names.text(line)
-    line = re.sub(r"\(timeout (\d+\.\d+) s\)",
-                  lambda m: "(timeout ~%s s)" % rounded(float(m.group(1))), line)
-    line = re.sub(r"open-file limit: \d+", "open-file limit: N", line)
-    line = re.sub(r"broadcast addresses: \[.*\]", "broadcast addresses: [...]", line)
-    return line
-
-
-def strace_string(data):
-    """`data` as strace shows a string (default escaping)."""
-    out = []
-    named = {9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 34: '\\"', 92: "\\\\"}
-    for i, b in enumerate(data):
-        nxt = data[i + 1] if i + 1 < len(data) else None
-        if b in named:
-            out.append(named[b])
-        elif 32 <= b < 127:
-            out.append(chr(b))
-        elif nxt is not None and 48 <= nxt <= 55:
-            out.append("\\%03o" % b)
-        else:
-            out.append("\\%o" % b)
-    return '"' + "".join(out) + '"'
-
-
-def norm_call(line, names, d):
-    line = names.text(line)
-    line = re.sub(r"\b0x[0-9a-f]{8,}\b", "0xADDR", line)
-    line = re.sub(r"si_pid=\d+, si_uid=\d+", "si_pid=PID, si_uid=UID", line)
-    m = re.match(r"(epoll_wait\(\d+, .*, \d+, )(\d+)(\)\s+= .*)", line)
-    if m:
-        ms = round(float(rounded(int(m.group(2)) / 1000)) * 1000)
-        line = "%s~%d%s" % (m.group(1), ms, m.group(3))
-    reply = d.time_reply
-    if reply is not None:
-        line = line.replace("iov_base=%s, iov_len=4" % strace_string(reply),
-                            'iov_base="<the time: 4 bytes>", iov_len=4')
-    return line
-
-
-def calls(d, log, names):
-    """The system calls, each log line where the daemon wrote it, the driver's steps before
-    the epoll_wait they woke."""
-    with open(d.raw) as f:
-        raw = [re.sub(r"^\d+ +", "", l.rstrip("\n")) for l in f]
-    os.remove(d.raw)
-    # Each write to stderr carries one log line, or two when the trace's repeats end (the
-    # summary of the left-out lines goes with the line that ends them): its return value
-    # says how many bytes, and so which lines.
-    writes = [i for i, l in enumerate(raw) if l.startswith("write(2, ")]
-    lines_at, n = {}, 0
-    for w in writes:
-        m = re.search(r"= (\d+)$", raw[w])
-        size = int(m.group(1)) if m else 0
-        lines_at[w] = []
-        while size > 0 and n < len(log):
-            size -= len(log[n].encode()) + 1
-            lines_at[w].append(n)
-            n += 1
-    if n != len(log):
-        fail("%s: %d log lines but %d in the writes to stderr" % (d.name, len(log), n))
-    steps = {}
-    for after, text in d.steps:
-        steps.setdefault(after, []).append(text)
-    start = None
-    for i, l in enumerate(raw):
-        if d.startup and l.startswith("epoll_create1("):
-            start = i
-            break
-        if not d.startup and any("poll: sleeping" in log[n] for n in lines_at.get(i, [])):
-            start = i
-            break
-    if start is None:
-        fail("%s: no start in the strace" % d.name)
-    out, pending, netlink = [], [], None
-    for i, l in enumerate(raw):
-        if i in lines_at:
-            for n in lines_at[i]:
-                if i >= start:
-                    out.append("  | " + log[n])
-                pending += steps.get(n + 1, [])
-            continue
-        if i < start:
-            continue
-        # getifaddrs(): a netlink socket lists the interfaces; the machine decides how
-        # many calls that takes and what they say.
-        m = re.match(r"socket\(AF_NETLINK, .*\) = (\d+)$", l)
-        if m:
-            netlink = m.group(1)
-            out.append("... getifaddrs(): the interfaces' addresses, read once over a "
-                       "netlink socket (calls elided) ...")
-            continue
-        if netlink is not None and re.match(r"\w+\(%s[,)]" % netlink, l):
-            if l.startswith("close("):
-                netlink = None
-            continue
-        # Before each close, a debug build of Rust's standard library checks that the
-        # descriptor is open: not the daemon's doing.
-        if re.match(r"fcntl\(\d+, F_GETFD\)", l):
-            continue
-        if l.startswith("epoll_wait(") and pending:
-            out += ["# " + t for t in pending]
-            pending = []
-        out.append(norm_call(l, names, d))
-    return out
-
-
-def trace(d, log):
-    out = []
-    for n, line in enumerate(log):
-        out.append(line)
-        for after, text in d.steps:
-            if after == n + 1:
-                out.append("# " + text)
-    return out
-
-
-def write(name, lines):
-    with open(os.path.join(OUT, name), "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def quote_into_pages():
-    for page in sorted(os.listdir(OUT)):
-        if not page.endswith(".md"):
-            continue
-        path = os.path.join(OUT, page)
-        with open(path) as f:
-            text = f.read()
-
-        def block(m):
-            src = os.path.join(OUT, m.group(1))
-            if not os.path.exists(src):
-                fail("%s quotes %s, which no scenario writes" % (page, m.group(1)))
-            with open(src) as f:
-                return "<!-- quote %s -->\n```text\n%s```\n" % (m.group(1), f.read())
-
-        text, quoted = re.subn(r"<!-- quote (\S+) -->\n```text\n.*?```\n", block, text,
-                               flags=re.S)
-        if quoted != text.count("<!-- quote "):
-            fail("%s: each `<!-- quote FILE -->` line must be followed by a ```text block "
-                 "(it may be empty)" % page)
-        with open(path, "w") as f:
-            f.write(text)
-
-
-try:
-    for name, args, options, run in SCENARIOS:
-        d = Daemon(name, args, **options)
-        try:
-            run(d, d.ready())
-        except OSError as e:
-            fail("%s: a client failed: %s; the daemon said:\n%s" % (name, e, "\n".join(d.lines)))
-        if d in RUNNING:
-            d.stop()
-        names = Names(d.lines)
-        log = [norm_log(l, names) for l in d.lines]
-        strace_lines = calls(d, log, names)
-        write(d.name + ".trace.txt", trace(d, log))
-        write(d.name + ".strace.txt", strace_lines)
-    quote_into_pages()
-except BaseException:
-    for d in RUNNING:
-        d.kill()
-    raise
-PY
+python3 "$ROOT/scripts/traces/drive.py" "$bin" "$out"
+
+order="$ROOT/scripts/traces/order.py"
+if ! python3 "$order" "$out"/*.strace.txt; then
+    die "the narration is out of place in the pages above: the aligner in scripts/traces/pages.py is wrong"
+fi
+
+# The order check must see a misordered page for what it is: a page made by an aligner that
+# matched log lines to writes by length, where each narrated line comes too early. It must fail
+# there, on each kind of line it checks.
+order_check_fails_on_misordered_page() {
+    local page="$ROOT/tests/fixtures/traces/misordered.strace.txt" said what
+    if said=$(python3 "$order" "$page"); then
+        die "the order check passed $page, whose lines are out of place"
+    fi
+    for what in "poll: woke" "accept -> conn 0" "conn 0: read" "conn 0: write"; do
+        grep -qF "TRACE $what" <<<"$said" ||
+            die "the order check did not see that \`$what\` is out of place in $page; it said:
+$said"
+    done
+    say "the order check fails, as it must, on $(basename "$page") ($(wc -l <<<"$said") faults)"
+}
 
 if [ "$check" -eq 1 ]; then
+    order_check_fails_on_misordered_page
     if ! diff -ru "$pages" "$out" >"$work/diff"; then
         cat "$work/diff"
         say "FAIL: docs/learn/traces differs from what the daemon does now (above: - committed, + now)."
         say "If the change is meant, run: bash scripts/traces.sh, and review and commit the result."
         exit 1
     fi
-    say "docs/learn/traces is up to date"
+    say "docs/learn/traces is up to date, and every narrated line sits next to its call"
 else
-    rm -f "$pages"/*.txt
+    rm -f "$pages"/*.txt "$pages"/*.js
     cp "$out"/* "$pages"/
-    say "wrote docs/learn/traces ($(find "$out" -name '*.txt' | wc -l) files)"
+    say "wrote docs/learn/traces ($(find "$out" -name '*.txt' -o -name '*.js' | wc -l) files)"
 fi

@@ -1,6 +1,7 @@
-//! The teaching examples (examples/e1_blocking.rs ... e9_udp_time.rs), each run as a process of
-//! its own and talked to over loopback with real sockets: each must show what its comment
-//! says.
+//! The teaching examples (examples/e1_blocking.rs ... e9_udp_time.rs, e4b_level_poll.rs), each
+//! run as a process of its own and talked to over loopback with real sockets: each must show
+//! what its comment says, and tell how to watch it. And the learner clients
+//! (examples/clients.rs), each run once against a real server.
 //!
 //! `cargo test` builds the examples before it runs this file; `cargo test --test examples`
 //! alone does not, so run `cargo build --examples` first (a missing or stale example binary
@@ -87,8 +88,9 @@ struct Example {
     /// Standard error lines so far, and how many of them `wait_for` has passed.
     seen: Vec<String>,
     passed: usize,
-    /// Kept so that its reader thread, and the pipe, live as long as the example.
-    _stdout: Receiver<String>,
+    /// Standard output after the first line: the banner (its reader thread, and the pipe,
+    /// live as long as the example).
+    stdout: Receiver<String>,
 }
 
 impl Example {
@@ -112,7 +114,7 @@ impl Example {
             stderr,
             seen: Vec::new(),
             passed: 0,
-            _stdout: stdout,
+            stdout,
         }
     }
 
@@ -140,6 +142,18 @@ impl Example {
         }
     }
 
+    /// The banner's lines after `listening on`, up to the empty line that ends it.
+    fn banner(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.stdout.recv_timeout(WAIT) {
+                Ok(line) if line.is_empty() => return lines,
+                Ok(line) => lines.push(line),
+                Err(_) => panic!("no end of the banner; so far:\n{}", lines.join("\n")),
+            }
+        }
+    }
+
     fn stdin(&mut self) -> ChildStdin {
         self.child.stdin.take().expect("piped stdin")
     }
@@ -154,11 +168,16 @@ impl Drop for Example {
 
 /// Runs an example that ends by itself (bounded wait); returns what it left.
 fn run(name: &str, args: &[&str]) -> Output {
+    run_within(WAIT, name, args)
+}
+
+/// [`run`], with a wait of `limit`.
+fn run_within(limit: Duration, name: &str, args: &[&str]) -> Output {
     let child = spawn(name, args, Stdio::null());
     let pid = child.id() as i32;
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(WAIT) {
+    match rx.recv_timeout(limit) {
         Ok(output) => output.expect("output"),
         Err(_) => {
             // SAFETY: kill with the child's pid (it has not been reaped: no output came).
@@ -482,4 +501,138 @@ fn e9_drops_datagrams_from_ports_below_1024() {
         .recv_from(&mut [0; 16])
         .expect_err("no answer to port 7");
     assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+}
+
+#[test]
+fn every_example_says_how_to_watch_it_with_its_real_address() {
+    let examples = [
+        "e1_blocking",
+        "e2_threads",
+        "e3_busy_loop",
+        "e4_poll",
+        "e4b_level_poll",
+        "e5_echo_backpressure",
+        "e6_deadlines",
+        "e7_lingering_close",
+        "e8_console",
+        "e9_udp_time",
+    ];
+    for name in examples {
+        let ex = Example::start(name, &[]);
+        let banner = ex.banner();
+        let (first, commands) = banner.split_first().expect("a banner");
+        assert!(first.starts_with("watch it:"), "{name}: {first}");
+        assert!(!commands.is_empty(), "{name}: no command");
+        let (addr, port) = (ex.addr.to_string(), ex.addr.port().to_string());
+        for command in commands {
+            assert!(command.starts_with("  "), "{name}: {command:?}");
+            for placeholder in ["ADDR", "HOST", "PORT", "PID"] {
+                assert!(!command.contains(placeholder), "{name}: {command:?}");
+            }
+        }
+        // Each names the example's own address (or, for `top`, its process).
+        let names_it = |c: &String| {
+            c.contains(&addr)
+                || c.contains(&format!(" {port}"))
+                || c.contains(&ex.pid().to_string())
+        };
+        assert!(commands.iter().all(names_it), "{name}: {commands:?}");
+    }
+}
+
+#[test]
+fn e4b_reads_once_per_event_and_poll_reports_what_is_left() {
+    let mut ex = Example::start("e4b_level_poll", &[]);
+    // Two clients at once: one accept per event, and the listener is reported again.
+    let (first, second) = (count_client(ex.addr), count_client(ex.addr));
+    assert_eq!(count_line(second, b"two\n"), "You entered 3 characters.\n");
+    // A line of 6000 bytes in one write: more than one read of 4096 takes.
+    let long = [vec![b'x'; 6000], b"\n".to_vec()].concat();
+    assert_eq!(count_line(first, &long), "You entered 6000 characters.\n");
+    let mut read = 0;
+    while read < long.len() {
+        let line = ex.wait_for("conn 0: read ");
+        let n: usize = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+        read += n;
+    }
+    // Each read of that line came from a poll of its own: level-triggered, the socket was
+    // reported again while bytes were left.
+    let reads: Vec<usize> = (0..ex.seen.len())
+        .filter(|&i| ex.seen[i].starts_with("conn 0: read "))
+        .collect();
+    assert!(reads.len() >= 2, "{:?}", ex.seen);
+    for pair in reads.windows(2) {
+        let between = &ex.seen[pair[0]..pair[1]];
+        assert!(
+            between
+                .iter()
+                .any(|l| l.starts_with("poll:") && l.contains("conn 0")),
+            "two reads in one pass: {between:?}"
+        );
+    }
+    wait_asleep(ex.pid());
+}
+
+/// What a learner client printed (`args`: its mode, the server's address, options); it must
+/// succeed within `limit`.
+fn clients(limit: Duration, args: &[&str]) -> String {
+    let out = run_within(limit, "clients", args);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {said}{errors}");
+    said
+}
+
+#[test]
+fn clients_flood_stalls_on_e5s_backpressure_and_gets_everything_back() {
+    let mut ex = Example::start("e5_echo_backpressure", &[]);
+    let said = clients(3 * WAIT, &["flood", &ex.addr.to_string()]);
+    assert!(said.contains("my send buffer is full"), "{said}");
+    assert!(said.contains("The server stopped reading"), "{said}");
+    assert!(said.contains("flood: read back all"), "{said}");
+    ex.wait_for("reading paused");
+}
+
+#[test]
+fn clients_trickle_sends_a_line_in_pieces_that_the_daemon_counts_whole() {
+    let daemon = common::start(&["tcp:count@127.0.0.1:0"]);
+    let said = clients(
+        WAIT,
+        &["trickle", &daemon.addr(0).to_string(), "--pause", "20"],
+    );
+    assert_eq!(said.matches("sent \"").count(), 4, "{said}");
+    assert!(
+        said.ends_with("EOF: \"You entered 12 characters.\\n\"\n"),
+        "{said}"
+    );
+}
+
+#[test]
+fn clients_pair_shows_e1_serving_one_client_at_a_time() {
+    let ex = Example::start("e1_blocking", &[]);
+    let said = clients(WAIT, &["pair", &ex.addr.to_string()]);
+    assert!(said.contains("B has no welcome after 2 s"), "{said}");
+    assert!(
+        said.contains("B welcomed") && said.contains("after A left"),
+        "{said}"
+    );
+    assert!(said.contains("You entered 5 characters."), "{said}");
+}
+
+#[test]
+fn clients_pair_shows_e6_timing_out_the_silent_client() {
+    let ex = Example::start("e6_deadlines", &["127.0.0.1:0", "1"]);
+    let said = clients(WAIT, &["pair", &ex.addr.to_string(), "--wait", "5"]);
+    assert!(said.contains("while A stays silent"), "{said}");
+    assert!(said.contains("Error: timed out after 1 s"), "{said}");
+    assert!(said.contains("then EOF: the server closed it"), "{said}");
+}
+
+#[test]
+fn clients_many_holds_hundreds_of_connections_on_one_thread() {
+    let ex = Example::start("e4_poll", &[]);
+    let said = clients(3 * WAIT, &["many", &ex.addr.to_string(), "--count", "300"]);
+    assert!(said.contains("300 welcomes read"), "{said}");
+    assert!(said.contains("300 of 300 answered"), "{said}");
+    assert_eq!(status_kb(ex.pid(), "Threads"), 1);
 }
