@@ -1,5 +1,5 @@
 //! A real nginx in front of the daemon: its stream module with `proxy_protocol on;` (a PROXY
-//! version 1 header) and `proxy_half_close on;`, the configuration docs/fleet.md gives. Clients
+//! version 1 header) and `proxy_half_close on;`, the directives docs/fleet.md gives. Clients
 //! over IPv4 and IPv6 are seen as themselves (the `count` welcome names their own address and
 //! port), and `count` and `ack` answer in full after the client's half-close, which nginx
 //! passes on only with `proxy_half_close on;` (without it nginx closes both directions when
