@@ -15,17 +15,21 @@
 # A package holds /usr/bin/oneloop, the man page oneloop(1), the copyright file, a lintian
 # override for the static binary, and the units in /lib/systemd/system, each service with a
 # drop-in (contrib/debian/user.conf) that runs it as the system user oneloop, which postinst
-# makes with adduser. No unit is enabled or started: a default install opens no port.
+# makes with adduser. postinst also makes /var/lib/oneloop, empty and root's (mode 0755), for
+# `--user oneloop --chroot /var/lib/oneloop`. No unit is enabled or started: a default install
+# opens no port. The synopsis (the first line of Description) is Cargo.toml's `description`.
 #
 # --check, what CI runs: packages amd64 and arm64 (rust-lld links both: nothing to install
 # but rustup components), and armhf when arm-linux-gnueabihf-gcc is installed (cross-build.sh
 # adds musl-dev:armhf; the armhf build takes crtbegin.o and the unwinder from gcc); checks every
-# package with dpkg-deb --info and --contents (and its binary with `file`); installs the
-# amd64 one with dpkg -i under a /usr/sbin/policy-rc.d that forbids starting services, checks
-# the user, that nothing is enabled, `systemd-analyze verify` of the installed units, and one
-# count exchange with the installed daemon serving as user oneloop; then dpkg -r and
-# dpkg --purge, which leave neither files nor the user; last, lintian on every package when
-# it installs (apt), failing on any error it reports.
+# package with dpkg-deb --info and --contents (and its binary with `file`), and that the
+# synopsis is whole on its line, under 80 characters; installs the amd64 one with dpkg -i
+# under a /usr/sbin/policy-rc.d that forbids starting services, checks the user, the chroot
+# directory, that nothing is enabled, `systemd-analyze verify` of the installed units (their
+# Documentation=man:oneloop(1) included), and one count exchange with the installed daemon
+# serving as user oneloop in the chroot; then dpkg -r and dpkg --purge, which leave no file,
+# and leave the system user and group (Debian's practice), which the script then removes; last,
+# lintian on every package when it installs (apt), failing on any error it reports.
 #
 # Time: --check takes about 25 s once the binaries are built. Building them adds 1 to 2.5 min
 # per size-budget build (CI's earlier steps, qemu-smoke.sh --build-std and size-budget.sh,
@@ -105,6 +109,10 @@ for arch in "${arches[@]}"; do
 done
 [ "$check" -eq 1 ] || exit 0
 
+# The package's synopsis.
+description=$(sed -n 's/^description = "\(.*\)"$/\1/p' Cargo.toml)
+[ -n "$description" ] || die "no description in Cargo.toml"
+
 # What every package must hold, as dpkg-deb --contents lists it.
 expected=(
     ./usr/bin/oneloop
@@ -127,6 +135,13 @@ for i in "${!arches[@]}"; do
         "Depends: adduser" "Section: net" "Description: "; do
         grep -q "^ $field" <<<"$info" || die "$deb: no '$field' in dpkg-deb --info:"$'\n'"$info"
     done
+    # cargo-deb wraps a description of 80 characters or more onto the next line, which then
+    # reads as the start of the extended description.
+    synopsis=$(dpkg-deb -f "$deb" Description | head -n 1)
+    [ "$synopsis" = "$description" ] ||
+        die "$deb: the synopsis is '$synopsis', not Cargo.toml's whole description '$description'"
+    [ ${#synopsis} -lt 80 ] ||
+        die "$deb: the synopsis has ${#synopsis} characters (fewer than 80 wanted)"
     for script in postinst prerm postrm; do
         grep -Eq "^ +[0-9]+ bytes, +[0-9]+ lines +\* +$script " <<<"$info" ||
             die "$deb: no $script"
@@ -145,6 +160,7 @@ for i in "${!arches[@]}"; do
     grep -Eq "statically linked|static-pie linked" <<<"$what" ||
         die "$deb: the binary is not static: $what"
     echo "$deb: fields, maintainer scripts and the ${#expected[@]} files present; $what"
+    echo "  synopsis (${#synopsis} characters): $synopsis"
 done
 
 # The amd64 package on this machine: installed, checked, removed and purged.
@@ -157,18 +173,27 @@ done
 state=$(dpkg-query -W -f='${db:Status-Status}' oneloop 2>/dev/null) || state=not-installed
 [ "$state" = not-installed ] ||
     die "the oneloop package is here already ($state); --check would purge it"
-! getent passwd oneloop >/dev/null || die "a user oneloop exists already; --check would remove it"
-need_apt systemd
+! getent passwd oneloop >/dev/null ||
+    die "a user oneloop exists already; --check makes and removes its own (userdel oneloop)"
+[ ! -e /var/lib/oneloop ] || die "/var/lib/oneloop exists already; --check would remove it"
+# man-db: systemd-analyze verify runs man(1) for each unit's Documentation=.
+need_apt systemd man-db
 
 POLICY=/usr/sbin/policy-rc.d
 LOG=$(mktemp)
 DAEMON=
 installed=0
+made_user=0
 policy_saved=
 cleanup() {
     if [ -n "$DAEMON" ]; then kill -KILL "$DAEMON" 2>/dev/null || true; fi
     rm -f "$LOG"
     if [ "$installed" -eq 1 ]; then dpkg --purge oneloop >/dev/null 2>&1 || true; fi
+    # The purge leaves the system user and group: the ones the package made here go.
+    if [ "$made_user" -eq 1 ]; then
+        userdel oneloop 2>/dev/null || true
+        groupdel oneloop 2>/dev/null || true
+    fi
     rm -f "$POLICY"
     if [ -n "$policy_saved" ]; then mv "$policy_saved" "$POLICY"; fi
 }
@@ -183,6 +208,7 @@ chmod 755 "$POLICY"
 
 echo "== dpkg -i $amd64"
 installed=1
+made_user=1
 dpkg -i "$amd64" >/dev/null || die "dpkg -i failed"
 [ "$(/usr/bin/oneloop --version)" = "oneloop $version" ] || die "/usr/bin/oneloop --version"
 user=$(getent passwd oneloop) || die "postinst made no user oneloop"
@@ -191,12 +217,16 @@ if [ "$uid" -ge 1000 ] || [ "$home" != /nonexistent ] || [[ "$shell" != */nologi
     die "oneloop is not a system user without a home and a login: $user"
 fi
 [ "$(getent group oneloop | cut -d: -f3)" = "$gid" ] || die "no group oneloop for the user"
+chroot_dir=$(stat -c '%U:%G %a' /var/lib/oneloop) || die "postinst made no /var/lib/oneloop"
+[ "$chroot_dir" = "root:root 755" ] || die "/var/lib/oneloop is $chroot_dir, not root:root 755"
+[ -z "$(ls -A /var/lib/oneloop)" ] || die "/var/lib/oneloop is not empty"
 enabled=$(find /etc/systemd/system -name 'oneloop*' 2>/dev/null)
 [ -z "$enabled" ] || die "units enabled by the install: $enabled"
 if command -v man >/dev/null; then
     [ "$(man -w oneloop)" = /usr/share/man/man1/oneloop.1.gz ] || die "man -w oneloop"
 fi
-echo "installed: user oneloop (uid $uid, gid $gid, shell $shell), no unit enabled"
+echo "installed: user oneloop (uid $uid, gid $gid, shell $shell), /var/lib/oneloop empty" \
+    "($chroot_dir), no unit enabled"
 
 echo "== systemd-analyze verify (installed units)"
 status=0
@@ -210,13 +240,14 @@ for unit in oneloop.service oneloop@1.service; do
 done
 echo "systemd-analyze verify: no problems; both services run as User=oneloop"
 
-echo "== the installed daemon, serving as user oneloop"
-/usr/bin/oneloop --user oneloop --tcp count@127.0.0.1:0 2>"$LOG" &
+echo "== the installed daemon, serving as user oneloop in the chroot /var/lib/oneloop"
+/usr/bin/oneloop --user oneloop --chroot /var/lib/oneloop --tcp count@127.0.0.1:0 2>"$LOG" &
 DAEMON=$!
 deadline=$((SECONDS + 10))
 until addr=$(grep -o 'listening on tcp 127\.0\.0\.1:[0-9]*' "$LOG" | cut -d' ' -f4) &&
-    [ -n "$addr" ] && grep -q 'serving as user oneloop' "$LOG"; do
-    [ $SECONDS -lt $deadline ] || fail "no 'listening on' and 'serving as user oneloop' lines"
+    [ -n "$addr" ] && grep -q 'serving as user oneloop .*, root /var/lib/oneloop' "$LOG"; do
+    [ $SECONDS -lt $deadline ] ||
+        fail "no 'listening on' and 'serving as user oneloop ..., root /var/lib/oneloop' lines"
     sleep 0.1
 done
 reply=$(/usr/bin/oneloop client count "$addr" hello --timeout 10) || fail "client count: $reply"
@@ -235,12 +266,13 @@ if [ -e /usr/bin/oneloop ] || [ -e /lib/systemd/system/oneloop.service ]; then
 fi
 dpkg --purge oneloop >/dev/null || die "dpkg --purge failed"
 installed=0
-! getent passwd oneloop >/dev/null || die "the purge left the user oneloop"
-! getent group oneloop >/dev/null || die "the purge left the group oneloop"
+getent passwd oneloop >/dev/null || die "the purge removed the system user oneloop"
+getent group oneloop >/dev/null || die "the purge removed the group oneloop"
 left=$(find /lib/systemd/system /etc/systemd/system /usr/share/doc /var/lib/systemd \
     -name 'oneloop*' 2>/dev/null)
 [ -z "$left" ] || die "the purge left: $left"
-echo "removed and purged: no files, no user"
+[ ! -e /var/lib/oneloop ] || die "the purge left /var/lib/oneloop"
+echo "removed and purged: no files; the user and group oneloop stay, as Debian's practice is"
 
 echo "== lintian"
 if (need_apt lintian) && command -v lintian >/dev/null; then

@@ -5,17 +5,22 @@
 #
 # Needs no running systemd: the units go into a scratch root (--root) next to a copy of this
 # machine's system units and a stand-in /usr/local/bin/oneloop, and are verified there, the
-# template as instances oneloop@1 and oneloop@2. Then prints the exposure score of
-# `systemd-analyze security --offline=yes` for each service. Installs Debian's systemd package
-# the first time (for systemd-analyze). Time: about 2 s.
+# template as instances oneloop@1 and oneloop@2. verify runs man(1) for each unit's
+# Documentation=man:oneloop(1), which finds docs/oneloop.1 in the scratch root (MANPATH). Then
+# prints the exposure score of `systemd-analyze security --offline=yes` for each service.
+# Installs Debian's systemd and man-db packages the first time (for systemd-analyze and man).
+# Time: about 2 s.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-need_apt systemd
+need_apt systemd man-db
 units=$ROOT/contrib/systemd
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-mkdir -p "$scratch/usr/local/bin" "$scratch/etc/systemd/system" "$scratch/usr/lib/systemd"
+mkdir -p "$scratch/usr/local/bin" "$scratch/etc/systemd/system" "$scratch/usr/lib/systemd" \
+    "$scratch/usr/share/man/man1"
+cp "$ROOT/docs/oneloop.1" "$scratch/usr/share/man/man1/"
+export MANPATH=$scratch/usr/share/man
 cp -r /lib/systemd/system "$scratch/usr/lib/systemd/"
 printf '#!/bin/sh\n' >"$scratch/usr/local/bin/oneloop"
 chmod 755 "$scratch/usr/local/bin/oneloop"

@@ -1,58 +1,38 @@
 //! Under an inetd ("wait" mode): `--inetd TRANSPORT:SERVICE` serves the socket on standard
 //! input, `--exit-idle SECS` ends the daemon once nothing is open, and the log goes to
-//! syslog (`/dev/log`) when standard error is a socket, never to a client.
+//! syslog (`/dev/log`) unless standard error is the journal: never to a client (openbsd-inetd
+//! and xinetd make standard error the socket), never lost (BusyBox inetd leaves standard error
+//! its own, `/dev/null` once it runs in the background).
 //!
 //! The daemon binary runs with a socket the test made as its standard input, and under a
-//! real inetd (Debian's openbsd-inetd, `/usr/sbin/inetd`). The syslog tests run the daemon
-//! (or the inetd) in a mount namespace of its own where `/dev` is a directory of the test's
-//! holding a datagram socket `log`: the daemon's real `/dev/log` path reaches the test, and
-//! no syslog daemon of the machine sees a line. They need root, `unshare` and (for the
-//! inetd) openbsd-inetd; without them they are skipped with a message, except under CI
+//! real inetd (Debian's openbsd-inetd, `/usr/sbin/inetd`; xinetd in tests/xinetd.rs). The
+//! syslog tests run the daemon (or the inetd) in a mount namespace with a `/dev/log` of the
+//! test's own (`common::inetd`). They need root, `unshare` and (for the inetd)
+//! openbsd-inetd; without them they are skipped with a message, except under CI
 //! (`CI=true`), where a skip would hide them: there they fail.
 
 mod common;
 
-use std::collections::HashSet;
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::inetd::*;
 use common::*;
 use oneloop::proto::Epoch;
 
-const ONELOOP: &str = env!("CARGO_BIN_EXE_oneloop");
 const INETD: &str = "/usr/sbin/inetd";
 
-/// `oneloop ARGS` with `stdin` as its standard input, stderr read by the test.
+/// `oneloop ARGS` with `stdin` as its standard input, as systemd runs an inetd-style service
+/// (`StandardInput=socket`): standard error is the journal (`JOURNAL_STREAM` names it), so
+/// the daemon logs there, and the test reads it.
 fn spawn_with_stdin(args: &[&str], stdin: impl Into<OwnedFd>) -> Proc {
-    Proc::spawn_cmd_stdin(
+    Proc::spawn_cmd_journal(
         Command::new(ONELOOP).args(args).env("RUST_LOG", "info"),
         Stdio::from(stdin.into()),
-    )
-}
-
-fn loopback_listener() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    (listener, addr)
-}
-
-fn loopback_udp() -> (UdpSocket, SocketAddr) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
-    (socket, addr)
-}
-
-/// The summary line's start for these counts of connections served and datagrams answered.
-fn summary(served: u64, answered: u64) -> String {
-    format!(
-        "connections served {served}, refused 0, timed out 0, denied 0, limited 0; \
-         datagrams answered {answered}"
     )
 }
 
@@ -225,150 +205,39 @@ fn usage_errors_of_inetd_and_exit_idle_exit_2_with_a_hint() {
     }
 }
 
-/// Whether this machine can run the namespaced tests (root, `unshare`, and the programs in
-/// `need`); when it cannot, says why, and fails under CI.
-fn can_stage(test: &str, need: &[&str]) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let missing = if unsafe { libc::geteuid() } != 0 {
-        Some("root".to_string())
-    } else if !Command::new("unshare")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        Some("the `unshare` command (util-linux)".to_string())
-    } else {
-        need.iter()
-            .find(|path| !Path::new(path).exists())
-            .map(|path| format!("{path} (Debian: apt-get install openbsd-inetd)"))
-    };
-    match missing {
-        None => true,
-        Some(missing) => {
-            skip_for_want_of(test, &missing);
-            false
-        }
-    }
-}
-
-/// A directory of the test's holding the datagram socket `log`; in the namespace of
-/// [`in_namespace`] it is `/dev`, so what goes to `/dev/log` arrives here.
-struct DevLog {
-    dir: PathBuf,
-    socket: UnixDatagram,
-    /// Every datagram received so far.
-    seen: Vec<String>,
-}
-
-impl DevLog {
-    fn new(test: &str) -> DevLog {
-        let dir = std::env::temp_dir().join(format!("oneloop-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = UnixDatagram::bind(dir.join("log")).unwrap();
-        socket.set_read_timeout(Some(WAIT)).unwrap();
-        DevLog {
-            dir,
-            socket,
-            seen: Vec::new(),
-        }
-    }
-
-    /// `program ARGS` in a mount namespace of its own whose `/dev` is this directory.
-    fn in_namespace(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new("unshare");
-        cmd.args([
-            "--mount",
-            "sh",
-            "-c",
-            "mount --bind \"$1\" /dev && shift && exec \"$@\"",
-        ])
-        .arg("sh")
-        .arg(&self.dir)
-        .arg(program)
-        .args(args);
-        cmd
-    }
-
-    /// Waits (bounded) until `n` datagrams seen contain `needle`; returns them.
-    fn wait_for_n(&mut self, needle: &str, n: usize) -> Vec<String> {
-        let matching = |seen: &[String]| -> Vec<String> {
-            seen.iter()
-                .filter(|l| l.contains(needle))
-                .cloned()
-                .collect()
-        };
-        let deadline = Instant::now() + WAIT;
-        let mut buf = vec![0; 4096];
-        while matching(&self.seen).len() < n {
-            assert!(
-                Instant::now() < deadline,
-                "no {n} syslog lines with {needle:?}; seen:\n{}",
-                self.seen.join("\n")
-            );
-            match self.socket.recv(&mut buf) {
-                Ok(len) => self
-                    .seen
-                    .push(String::from_utf8_lossy(&buf[..len]).into_owned()),
-                Err(e) => panic!(
-                    "no syslog line with {needle:?} ({e}); seen:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-        matching(&self.seen)
-    }
-}
-
-impl Drop for DevLog {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
-struct Killed(Child);
-
-impl Killed {
-    /// Waits (bounded) for the exit status code.
-    fn wait_exit(&mut self) -> i32 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "the process did not exit");
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `oneloop --inetd tcp:count --exit-idle 1` at `RUST_LOG=log` in the namespace of
+/// `dev_log`, as an inetd starts it: a listening socket on `addr` on standard input and
+/// output, and as standard error `stderr` (`None`: the socket as well).
+fn started_as_by_an_inetd(
+    dev_log: &DevLog,
+    log: &str,
+    stderr: Option<Stdio>,
+) -> (Killed, SocketAddr) {
+    let (listener, addr) = loopback_listener();
+    let fd: OwnedFd = listener.into();
+    let stderr = stderr.unwrap_or_else(|| Stdio::from(fd.try_clone().unwrap()));
+    let args = daemon_args(&["--inetd", "tcp:count", "--exit-idle", "1"]);
+    let daemon = dev_log
+        .in_namespace(ONELOOP, &args)
+        .env("RUST_LOG", log)
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::from(fd.try_clone().unwrap()))
+        .stdout(Stdio::from(fd))
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn unshare");
+    (Killed(daemon), addr)
 }
 
 #[test]
 fn with_every_standard_stream_the_socket_the_log_goes_to_syslog_and_clients_get_the_protocol() {
+    // openbsd-inetd and xinetd put the socket on standard error too.
     let test = "inetd_streams";
     if !can_stage(test, &[]) {
         return;
     }
     let mut dev_log = DevLog::new(test);
-    let (listener, addr) = loopback_listener();
-    let fd: OwnedFd = listener.into();
-    let mut daemon = Killed(
-        dev_log
-            .in_namespace(ONELOOP, &["--inetd", "tcp:count", "--exit-idle", "1"])
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::from(fd.try_clone().unwrap()))
-            .stdout(Stdio::from(fd.try_clone().unwrap()))
-            .stderr(Stdio::from(fd))
-            .spawn()
-            .expect("spawn unshare"),
-    );
+    let (mut daemon, addr) = started_as_by_an_inetd(&dev_log, "debug", None);
     let pid = daemon.0.id();
     let listening =
         format!("<30>oneloop[{pid}]: listening on tcp {addr} (count), passed by the inetd");
@@ -398,75 +267,68 @@ fn with_every_standard_stream_the_socket_the_log_goes_to_syslog_and_clients_get_
     }
 }
 
-/// Port numbers of loopback sockets that were free a moment ago, one a transport.
-fn free_ports() -> (u16, u16) {
-    let (tcp, tcp_addr) = loopback_listener();
-    let (udp, udp_addr) = loopback_udp();
-    drop((tcp, udp));
-    (tcp_addr.port(), udp_addr.port())
+#[test]
+fn with_standard_error_the_inetds_own_as_busybox_leaves_it_the_log_goes_to_syslog() {
+    // BusyBox inetd puts the socket on standard input and output only; standard error stays
+    // its own: /dev/null once it runs in the background.
+    let test = "inetd_stderr_null";
+    if !can_stage(test, &[]) {
+        return;
+    }
+    let mut dev_log = DevLog::new(test);
+    let (mut daemon, addr) = started_as_by_an_inetd(&dev_log, "info", Some(Stdio::null()));
+    let pid = daemon.0.id().to_string();
+    dev_log.wait_for_n(&format!("<30>oneloop[{pid}]: listening on tcp {addr}"), 1);
+    assert_eq!(count_reply(addr, b"hello\n"), "You entered 5 characters.\n");
+    assert_eq!(
+        daemon.wait_exit(),
+        0,
+        "syslog:\n{}",
+        dev_log.seen.join("\n")
+    );
+    dev_log.wait_for_run(&pid, &format!("tcp {addr} (count)"), &summary(1, 0));
 }
 
-/// The socket inodes process `pid` holds.
-fn socket_inodes(pid: u32) -> HashSet<String> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return HashSet::new();
-    };
-    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-        .filter_map(|target| {
-            let target = target.to_str()?;
-            Some(
-                target
-                    .strip_prefix("socket:[")?
-                    .strip_suffix(']')?
-                    .to_string(),
-            )
-        })
-        .collect()
-}
-
-/// Whether process `pid` holds the socket bound to 127.0.0.1:`port` in `/proc/net/TABLE`
-/// (`tcp`: listening; `udp`: bound).
-fn holds(pid: u32, table: &str, port: u16) -> bool {
-    let inodes = socket_inodes(pid);
-    let local = format!("0100007F:{port:04X}");
-    let state = if table == "tcp" { "0A" } else { "07" };
-    std::fs::read_to_string(format!("/proc/net/{table}"))
-        .unwrap_or_default()
-        .lines()
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .any(|f| f.len() > 9 && f[1] == local && f[3] == state && inodes.contains(f[9]))
+#[test]
+fn under_an_inetd_a_standard_error_that_is_the_journal_keeps_the_log() {
+    // systemd's inetd-style services: the socket on standard input, standard error the
+    // journal. A /dev/log of the test's own shows that nothing goes to syslog.
+    let test = "inetd_stderr_journal";
+    if !can_stage(test, &[]) {
+        return;
+    }
+    let mut dev_log = DevLog::new(test);
+    let (listener, addr) = loopback_listener();
+    let args = daemon_args(&["--inetd", "tcp:count", "--exit-idle", "1"]);
+    let mut p = Proc::spawn_cmd_journal(
+        dev_log.in_namespace(ONELOOP, &args).env("RUST_LOG", "info"),
+        Stdio::from(OwnedFd::from(listener)),
+    );
+    p.wait_for(&format!(
+        "<6>INFO  listening on tcp {addr} (count), passed by the inetd"
+    ));
+    assert_eq!(count_reply(addr, b"hello\n"), "You entered 5 characters.\n");
+    assert_eq!(p.wait_exit(), 0, "{}", p.seen.join("\n"));
+    p.wait_for(&format!("<6>INFO  {}", summary(1, 0)));
+    // Each datagram is queued as it is sent: those of a daemon that has exited are all here.
+    let seen = dev_log.drain();
+    assert!(seen.is_empty(), "{seen:?}");
 }
 
 /// openbsd-inetd in the foreground (`-d`, which logs each start and reaping to stderr),
 /// serving `tcp:count` and `udp:time` through the daemon with `--exit-idle 1`, inside the
 /// namespace of `dev_log`; its TCP and UDP addresses.
-fn start_inetd(dev_log: &DevLog) -> (Proc, SocketAddr, SocketAddr) {
-    // The ports were free when picked; the inetd is known to hold them only once its
-    // sockets show in /proc/net, and another try takes other ports if it does not.
-    for _ in 0..3 {
-        let (tcp, udp) = free_ports();
+fn start_openbsd_inetd(dev_log: &DevLog) -> (Proc, SocketAddr, SocketAddr) {
+    start_inetd(|tcp, udp| {
         let conf = dev_log.dir.join("inetd.conf");
         let line = |port: u16, kind: &str, service: &str| {
-            format!(
-                "127.0.0.1:{port} {kind} wait root {ONELOOP} oneloop --inetd {service} \
-                 --exit-idle 1\n"
-            )
+            let args = daemon_args(&["--inetd", service, "--exit-idle", "1"]).join(" ");
+            format!("127.0.0.1:{port} {kind} wait root {ONELOOP} oneloop {args}\n")
         };
         let text = line(tcp, "stream tcp", "tcp:count") + &line(udp, "dgram udp", "udp:time");
         std::fs::write(&conf, text).unwrap();
-        let mut cmd = dev_log.in_namespace(INETD, &["-d", conf.to_str().unwrap()]);
-        let inetd = Proc::spawn_cmd(&mut cmd);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            let pid = inetd.child.id();
-            if holds(pid, "tcp", tcp) && holds(pid, "udp", udp) {
-                let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
-                return (inetd, addr(tcp), addr(udp));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!("the inetd did not come to listen on the ports picked, three times");
+        dev_log.in_namespace(INETD, &["-d", conf.to_str().unwrap()])
+    })
 }
 
 /// The pid of each start of the daemon the inetd's debug output told, in order.
@@ -482,11 +344,11 @@ fn starts(inetd: &Proc) -> Vec<String> {
 #[test]
 fn under_openbsd_inetd_the_daemon_serves_exits_when_idle_and_is_started_again() {
     let test = "under_openbsd_inetd";
-    if !can_stage(test, &[INETD]) {
+    if !can_stage(test, &[(INETD, "Debian: apt-get install openbsd-inetd")]) {
         return;
     }
     let mut dev_log = DevLog::new(test);
-    let (mut inetd, tcp, udp) = start_inetd(&dev_log);
+    let (mut inetd, tcp, udp) = start_openbsd_inetd(&dev_log);
 
     // First client: the inetd starts the daemon with its listening socket.
     assert_eq!(count_reply(tcp, b"hello\n"), "You entered 5 characters.\n");
@@ -501,15 +363,7 @@ fn under_openbsd_inetd_the_daemon_serves_exits_when_idle_and_is_started_again() 
     assert_ne!(tcp_starts[0], tcp_starts[1]);
     // Each one said so in syslog: its start, then its summary on its way out.
     for pid in &tcp_starts {
-        let said = |what: &str| format!("oneloop[{pid}]: {what}");
-        dev_log.wait_for_n(
-            &said(&format!(
-                "listening on tcp {tcp} (count), passed by the inetd"
-            )),
-            1,
-        );
-        dev_log.wait_for_n(&said("nothing open for 1 s (--exit-idle)"), 1);
-        dev_log.wait_for_n(&said(&summary(1, 0)), 1);
+        dev_log.wait_for_run(pid, &format!("tcp {tcp} (count)"), &summary(1, 0));
     }
 
     // UDP time: a 4-byte answer, then the same idle exit.
@@ -518,14 +372,7 @@ fn under_openbsd_inetd_the_daemon_serves_exits_when_idle_and_is_started_again() 
     inetd.wait_for_nth("reaped, status 0", 3);
     let all = starts(&inetd);
     assert_eq!(all.len(), 3, "{}", inetd.seen.join("\n"));
-    let said = |what: &str| format!("oneloop[{}]: {what}", all[2]);
-    dev_log.wait_for_n(
-        &said(&format!(
-            "listening on udp {udp} (time), passed by the inetd"
-        )),
-        1,
-    );
-    dev_log.wait_for_n(&said(&summary(0, 1)), 1);
+    dev_log.wait_for_run(&all[2], &format!("udp {udp} (time)"), &summary(0, 1));
     // The inetd goes when `inetd` is dropped; it held the sockets all along.
     assert!(holds(inetd.child.id(), "tcp", tcp.port()));
 }

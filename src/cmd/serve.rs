@@ -108,7 +108,7 @@ Under an inetd (wait mode) or socket activation:
 
 Logging: RUST_LOG=error|warn|info|debug|trace (default info), to stderr; with
   JOURNAL_STREAM naming stderr, each line starts with its syslog priority (<6>);
-  when stderr is another socket (an inetd's), to syslog (/dev/log) instead.
+  with --inetd, to syslog (/dev/log) instead, unless stderr is the journal.
 Signals: SIGINT/SIGTERM drain for --shutdown-grace, then exit (a second one: at once);
   SIGUSR1 logs the counters and the connections open; SIGHUP is logged and ignored;
   SIGUSR2 is ignored.
@@ -132,7 +132,7 @@ pub fn serve(args: Vec<OsString>) -> u8 {
             return 2;
         }
     };
-    init_logging();
+    init_logging(config.inetd.is_some());
     let activated = match systemd::take_passed()
         .map_err(|e| format!("cannot take the sockets passed by the service manager: {e}"))
         .and_then(|passed| systemd::assign(passed, &config.activated))

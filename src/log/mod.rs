@@ -14,8 +14,11 @@
 //! standard error was the journal names another file, so the numbers are compared with
 //! fstat(2) of standard error, and the prefixes are only written when they match.
 //!
-//! When standard error is a socket and not the journal, it is an inetd's: the socket it
-//! passed, a client's. The lines go to syslog instead (`crate::log::syslog`), never to standard
+//! Under an inetd (`--inetd`), standard error is no place for the log unless it is the
+//! journal: openbsd-inetd and xinetd make it the socket they pass (a listening socket loses
+//! what is written to it; the connection a `nowait` line passes by mistake is a client's),
+//! BusyBox inetd leaves it its own (a terminal, or `/dev/null` once it runs in the
+//! background). So with `--inetd` the lines go to syslog (`crate::log::syslog`), never to standard
 //! error, as `<PRI>oneloop[PID]: message` with the facility `daemon` (RFC 3164 without the
 //! timestamp and host name, which the local syslog daemon adds):
 //! `<30>oneloop[812]: listening on tcp 0.0.0.0:51423 (count), passed by the inetd`.
@@ -53,21 +56,10 @@ enum Style {
 /// The syslog facility `daemon` (RFC 3164), times 8 as a priority holds it.
 const FACILITY_DAEMON: u8 = 3 << 3;
 
-/// Sets up the log as the module documentation describes. A second call changes nothing.
-pub fn init_logging() {
-    let stderr = stderr_stat();
-    let style = if names_stream(
-        std::env::var_os("JOURNAL_STREAM").as_deref(),
-        stderr.map(file_id),
-    ) {
-        Style::Journal
-    } else if stderr.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK) {
-        Style::Syslog {
-            pid: std::process::id(),
-        }
-    } else {
-        Style::Plain
-    };
+/// Sets up the log as the module documentation describes; `inetd`: the daemon serves the
+/// socket an inetd passed (`--inetd`). A second call changes nothing.
+pub fn init_logging(inetd: bool) {
+    let style = style_for(inetd, stderr_is_journal(), std::process::id());
     let collapse = Mutex::new(Collapse::default());
     let env = env_logger::Env::default().default_filter_or("info");
     let mut builder = env_logger::Builder::new();
@@ -98,6 +90,16 @@ pub fn init_logging() {
             }
         })
         .try_init();
+}
+
+/// Where the lines go: to the journal when standard error is the journal; else, under an
+/// inetd, to syslog (as process `pid`); else to standard error.
+fn style_for(inetd: bool, journal: bool, pid: u32) -> Style {
+    match (journal, inetd) {
+        (true, _) => Style::Journal,
+        (false, true) => Style::Syslog { pid },
+        (false, false) => Style::Plain,
+    }
 }
 
 /// Whether standard error is the journal: `JOURNAL_STREAM` names its device and inode.
@@ -221,6 +223,14 @@ mod tests {
             line(syslog, Level::Info, format_args!("listening on {}", 7)),
             "<30>oneloop[812]: listening on 7\n"
         );
+    }
+
+    #[test]
+    fn under_an_inetd_the_log_goes_to_syslog_unless_standard_error_is_the_journal() {
+        assert_eq!(style_for(true, false, 812), Style::Syslog { pid: 812 });
+        assert_eq!(style_for(true, true, 812), Style::Journal);
+        assert_eq!(style_for(false, true, 812), Style::Journal);
+        assert_eq!(style_for(false, false, 812), Style::Plain);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The log's way to syslog when standard error is a socket that is not the journal (an
-//! inetd's, which is a client's socket): each line is one datagram to `/dev/log`, the local
+//! The log's way to syslog under an inetd (`--inetd`) when standard error is not the
+//! journal (`crate::log` says why): each line is one datagram to `/dev/log`, the local
 //! syslog daemon's socket, and a line that cannot be sent is dropped, never written
 //! anywhere else. The lines are made in `crate::log` (`<PRI>oneloop[PID]: message`).
 //!

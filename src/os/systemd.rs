@@ -219,11 +219,11 @@ fn transport_of(socket: &Socket, not_listening: &str) -> Result<Transport, Strin
     }
     // A listening TCP socket always has a port; a UDP socket only once bound.
     if transport == Transport::Udp
-        && !socket
+        && socket
             .local_addr()
             .map_err(|e| cannot("getsockname", e))?
             .as_socket()
-            .is_some_and(|addr| addr.port() != 0)
+            .is_none_or(|addr| addr.port() == 0)
     {
         return Err("is a UDP socket bound to no port".into());
     }

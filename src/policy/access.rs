@@ -548,7 +548,7 @@ mod tests {
             for src in sources {
                 let scan = !deny.iter().any(|n| n.contains(src))
                     && (allow.is_empty() || allow.iter().any(|n| n.contains(src)));
-                let fast = checked.as_ref().map_or(true, |l| l.permits(src));
+                let fast = checked.as_ref().is_none_or(|l| l.permits(src));
                 prop_assert_eq!(fast, scan, "{} with allow {:?} deny {:?}", src, allow, deny);
             }
         }

@@ -553,7 +553,7 @@ mod tests {
                 now += step;
                 if expire {
                     t.expire(now);
-                    prop_assert!(t.due().map_or(true, |due| due > now));
+                    prop_assert!(t.due().is_none_or(|due| due > now));
                 }
                 let (units, seen) = buckets.entry(source).or_insert((full, now));
                 *units = (*units + (now - *seen) * u64::from(rate)).min(full);

@@ -2,11 +2,13 @@
 //! bounded waits, and the built binary as a child process.
 #![allow(dead_code)] // each test file uses its own share of these
 
+pub mod inetd;
 pub mod netns;
 pub mod tmp;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::fs::MetadataExt;
 use std::process::{Child, ChildStderr, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
@@ -18,6 +20,18 @@ use oneloop::{Config, Server, Summary};
 
 /// The longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The daemon's arguments for a test that runs the binary beside a real peer: `args`, then
+/// the words of `ONELOOP_TEST_SANDBOX` (unset or empty: none), so that those tests can run
+/// the daemon with options of their own added (`ONELOOP_TEST_SANDBOX=--sandbox`).
+pub fn daemon_args(args: &[&str]) -> Vec<String> {
+    let extra = std::env::var("ONELOOP_TEST_SANDBOX").unwrap_or_default();
+    args.iter()
+        .copied()
+        .chain(extra.split_whitespace())
+        .map(String::from)
+        .collect()
+}
 
 /// A daemon running on its own thread.
 pub struct Daemon {
@@ -275,17 +289,29 @@ impl Proc {
             .spawn()
             .expect("spawn oneloop");
         let stderr: ChildStderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         Proc {
             child,
-            lines,
+            lines: lines_of(stderr),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Starts `cmd` with `stdin`, its standard error a pipe that `JOURNAL_STREAM` names, as
+    /// systemd names the journal's stream: the daemon logs there whatever else it is told.
+    pub fn spawn_cmd_journal(cmd: &mut Command, stdin: Stdio) -> Proc {
+        let (reader, writer) = io::pipe().expect("pipe");
+        let writer = std::fs::File::from(std::os::fd::OwnedFd::from(writer));
+        let meta = writer.metadata().expect("fstat of the pipe");
+        let child = cmd
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(writer)
+            .spawn()
+            .expect("spawn oneloop");
+        Proc {
+            child,
+            lines: lines_of(reader),
             seen: Vec::new(),
         }
     }
@@ -383,6 +409,19 @@ impl Proc {
             thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// The lines read from `stream` on a thread of their own, until it ends.
+fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 /// What a run of the binary that ended by itself left behind.

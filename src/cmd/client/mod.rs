@@ -296,7 +296,7 @@ fn help(client: Option<Client>) -> String {
     let mut text = String::from("usage:\n");
     for c in Client::ALL
         .into_iter()
-        .filter(|c| client.map_or(true, |x| x == *c))
+        .filter(|c| client.is_none_or(|x| x == *c))
     {
         let (args, what) = c.synopsis();
         text += &format!("  oneloop client {} {args}\n      {what}\n", c.name());

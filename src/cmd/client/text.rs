@@ -92,7 +92,8 @@ mod tests {
 
     /// The inverse, `days_from_civil`, computed the plain way: whole years, then months.
     fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-        let leap = |y: u64| y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+        let leap =
+            |y: u64| y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
         let year_days: u64 = (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum();
         let month_days: u64 = (1..month)
             .map(|m| match m {

@@ -310,7 +310,7 @@ pub(super) fn help(scenario: Option<Scenario>) -> String {
         "Usage: oneloop load SCENARIO ADDR [OPTIONS]\n\n\
          Load for a count/echo/time server from one thread and one poll loop.\n\nScenarios:\n",
     );
-    let wanted = |s: Scenario| scenario.map_or(true, |x| x == s);
+    let wanted = |s: Scenario| scenario.is_none_or(|x| x == s);
     for s in Scenario::ALL.into_iter().filter(|s| wanted(*s)) {
         let (args, what) = s.synopsis();
         text += &format!("  oneloop load {} {args}\n      {what}\n", s.name());
