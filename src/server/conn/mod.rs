@@ -87,6 +87,67 @@ pub(crate) enum State {
     Closed,
 }
 
+impl State {
+    /// The state's name in [`TRANSITIONS`] and in the diagram drawn from it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            State::Header => "Header",
+            State::Serving => "Serving",
+            State::Waiting => "Waiting",
+            State::Answered => "Answered",
+            State::TimedOut => "TimedOut",
+            State::Lingering { .. } => "Lingering",
+            State::Closed => "Closed",
+        }
+    }
+}
+
+/// Every change of state a connection may make, with what makes it: `set_state` checks each
+/// change against this table, and `docs/learn/conn-states.svg` is drawn from it (the test
+/// `the_state_diagram_is_drawn_from_the_transitions` fails when the two differ), so the
+/// picture cannot drift from what runs. A connection begins `Serving`, or `Header` when it
+/// comes from a listed proxy.
+pub(crate) const TRANSITIONS: &[(&str, &str, &str)] = &[
+    ("Header", "Serving", "its PROXY header is read"),
+    ("Header", "Closed", "a bad or missing header; a reset"),
+    (
+        "Serving",
+        "Answered",
+        "the session answered or refused;\nthe grace period ended",
+    ),
+    ("Serving", "Waiting", "ack asks the operator (--console)"),
+    ("Serving", "TimedOut", "count's deadline: its message"),
+    (
+        "Serving",
+        "Closed",
+        "echo/ack idle limit; a reset;\nthe session quits",
+    ),
+    ("Waiting", "Serving", "the operator's line"),
+    ("Waiting", "Answered", "the grace period ended"),
+    ("Waiting", "Closed", "a reset"),
+    ("Answered", "Lingering", "the last words are out"),
+    (
+        "Answered",
+        "Closed",
+        "the client's EOF was read;\nthe deadline; a reset",
+    ),
+    ("TimedOut", "Lingering", "the message is out"),
+    ("TimedOut", "Closed", "the linger deadline; a reset"),
+    ("Lingering", "Lingering", "our FIN after all"),
+    (
+        "Lingering",
+        "Closed",
+        "the client's EOF;\nthe linger deadline",
+    ),
+];
+
+/// Whether [`TRANSITIONS`] has `from -> to`.
+fn allowed(from: State, to: State) -> bool {
+    TRANSITIONS
+        .iter()
+        .any(|&(f, t, _)| f == from.name() && t == to.name())
+}
+
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -318,11 +379,14 @@ impl<S: Io> Conn<S> {
             session: Session::Unopened,
             deadline: None,
             unsent: Vec::new(),
-            state: State::Serving,
+            state: State::Header,
             input: Input::Open,
             interest: Interest::READABLE,
         };
-        conn.set_state(key, State::Header, "the connection is from a listed proxy");
+        trace!(
+            "conn {key}: begins {}: the connection is from a listed proxy",
+            conn.state
+        );
         conn.set_deadline(Kind::Header, after(cx.now, HEADER_WAIT));
         conn
     }
@@ -631,8 +695,15 @@ impl<S: Io> Conn<S> {
 }
 
 impl<S: Io> Conn<S> {
-    /// The one place the state changes. The close is logged at `debug`, the rest at `trace`.
+    /// The one place the state changes, always along [`TRANSITIONS`]. The close is logged
+    /// at `debug`, the rest at `trace`.
     fn set_state(&mut self, key: usize, to: State, why: &str) {
+        debug_assert!(
+            allowed(self.state, to),
+            "conn {key}: {} -> {} is not in TRANSITIONS",
+            self.state.name(),
+            to.name()
+        );
         if to == State::Closed {
             debug!("conn {key}: {} -> {to}: {why}", self.state);
         } else {

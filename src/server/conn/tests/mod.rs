@@ -414,4 +414,5 @@ fn a_reset_closes_and_drops_the_output() {
     assert_eq!(c.pump(0, &mut l.cx()), Status::Closed("reset by peer"));
 }
 
+mod diagram;
 mod model;
