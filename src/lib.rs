@@ -54,4 +54,4 @@ pub mod systemd;
 pub mod udp;
 
 pub use config::Config;
-pub use server::{BindError, Server, Shutdown, Summary};
+pub use server::{BindError, NothingLeft, Server, Shutdown, Summary};

@@ -20,7 +20,7 @@
 //!
 //! Readiness is edge-triggered: the poll reports a change once, so a handler must take all
 //! that a readiness allows before the loop sleeps, or nothing will report it again. Handlers
-//! repeat their call until `WouldBlock`, except in three places, each safe:
+//! repeat their call until `WouldBlock`, except in four places, each safe:
 //! - a read that comes back short after the poll reported the client's FIN: everything before
 //!   the FIN was taken, so another read could only return 0 (`conn::got`);
 //! - a UDP batch that comes back short: `recvmmsg` took everything queued, and a datagram that
@@ -28,7 +28,10 @@
 //! - a connection that used its turn (32 reads or writes) or a UDP socket that used its own
 //!   (8 batches): it goes on the again-list and is served again before the loop sleeps (the
 //!   poll's timeout is then 0), so a fast client cannot starve the others and nothing waits
-//!   for an event that will not come.
+//!   for an event that will not come;
+//! - an accept that fails: out of descriptors or memory, or 32 times in a row for single
+//!   connections, accepting pauses until a connection closes or the `AcceptRetry` timer;
+//!   a listener that can never accept again is retired (`Server::retire`).
 //!
 //! A connection is registered for READABLE, and for WRITABLE too only while output waits
 //! (`Conn::update_interest`): the interest changes, at the cost of an `epoll_ctl`, only when
@@ -41,7 +44,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use log::{debug, info, trace, warn};
+use log::{debug, error, info, trace, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -115,6 +118,22 @@ impl std::error::Error for BindError {
 /// service instances; `stats` reports them per instance.
 pub type Summary = Counters;
 
+/// Why [`Server::run`] ended with an error although the loop itself worked: every listener
+/// was retired (each named in an `error` line: it could never accept again) and nothing else
+/// was left to serve, no UDP socket and no connection. It holds the counters, which were
+/// logged as at any exit, and comes inside the `io::Error` that `run` returns
+/// (`error.get_ref()`, then `downcast_ref::<NothingLeft>()`).
+#[derive(Debug)]
+pub struct NothingLeft(pub Summary);
+
+impl std::fmt::Display for NothingLeft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("nothing left to serve: every listener was retired")
+    }
+}
+
+impl std::error::Error for NothingLeft {}
+
 /// Stops a running server from another thread: the first call drains like SIGTERM, a second
 /// one stops at once.
 #[derive(Clone, Debug)]
@@ -135,7 +154,7 @@ impl Shutdown {
 enum Source {
     Listener(TcpListener),
     Udp(mio::net::UdpSocket),
-    /// Closed when the drain began.
+    /// Closed when the drain began, or retired (it could never accept again).
     Closed,
 }
 
@@ -181,6 +200,9 @@ pub struct Server {
     starved: bool,
     /// How often accepting paused for lack of descriptors (for `stats`).
     accept_pauses: u64,
+    /// Listeners closed because they can never accept again; when every source is one of
+    /// them and no connection is left, the loop ends with [`NothingLeft`].
+    retired: usize,
     /// When the daemon started (for `stats`).
     start_time: SystemTime,
     read_buf: Vec<u8>,
@@ -499,6 +521,7 @@ impl Server {
             loop_timers: LoopTimers::default(),
             starved: false,
             accept_pauses: 0,
+            retired: 0,
             start_time: SystemTime::now(),
             read_buf: vec![0; READ_BUF],
             out: Vec::with_capacity(READ_BUF + crate::config::MAX_ACK_REPLY + 64),
@@ -587,11 +610,25 @@ impl Server {
             if self.lifecycle == Lifecycle::Draining && self.conns.is_empty() {
                 self.set_lifecycle(Lifecycle::Stopping, "every connection has finished");
             }
+            if self.nothing_left() && self.lifecycle == Lifecycle::Serving {
+                error!(
+                    "nothing left to serve: every listener was retired and no connection is open"
+                );
+                self.set_lifecycle(Lifecycle::Stopping, "nothing is left to serve");
+            }
         }
         self.drops.finish();
         let summary = self.total();
         info!("{summary}");
+        if self.nothing_left() {
+            return Err(io::Error::other(NothingLeft(summary)));
+        }
         Ok(summary)
+    }
+
+    /// Whether every source was retired (a UDP socket never is) and no connection is open.
+    fn nothing_left(&self) -> bool {
+        self.retired == self.sources.len() && self.conns.is_empty()
     }
 
     /// The counters of every instance added up.
@@ -697,12 +734,17 @@ impl Server {
         if self.loop_timers.is_armed(LoopTimer::AcceptRetry) {
             return;
         }
+        // Failures of single connections in a row. Each is skipped, but not without end: one
+        // that takes nothing from the backlog (a security module's refusal) would come back
+        // at once, for ever.
+        let mut failed = 0;
         loop {
             let Some(Source::Listener(listener)) = self.sources.get(source) else {
                 return;
             };
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    failed = 0;
                     if std::mem::take(&mut self.starved) {
                         info!("accepting again");
                     }
@@ -714,26 +756,56 @@ impl Server {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if out_of_descriptors(&e) => {
-                    let instance = self.instances[source].instance;
-                    let reason = sockets::reason(&e);
-                    if std::mem::replace(&mut self.starved, true) {
-                        debug!("{instance}: still cannot accept: {reason}");
-                    } else {
-                        warn!("{instance}: cannot accept: {reason}; pausing accepts until a connection closes");
-                    }
-                    self.loop_timers
-                        .arm(LoopTimer::AcceptRetry, after(now, ACCEPT_RETRY));
                     self.accept_pauses += 1;
-                    return;
+                    return self.pause_accepting(source, &e, now);
                 }
-                // The connection died in the backlog, or a firewall refused it: skip it.
-                Err(e) => debug!(
-                    "{}: accept failed: {}",
-                    self.instances[source].instance,
-                    sockets::reason(&e)
-                ),
+                Err(e) if never_accepts_again(&e) => return self.retire(source, &e),
+                // The connection died in the backlog, or was refused: skip it.
+                Err(e) => {
+                    debug!(
+                        "{}: accept failed: {}",
+                        self.instances[source].instance,
+                        sockets::reason(&e)
+                    );
+                    failed += 1;
+                    if failed == ACCEPT_EVERY {
+                        return self.pause_accepting(source, &e, now);
+                    }
+                }
             }
         }
+    }
+
+    /// Stops accepting for `ACCEPT_RETRY`, or until a connection closes, after `e` on
+    /// listener `source`: accepting again at once would fail the same way.
+    fn pause_accepting(&mut self, source: usize, e: &io::Error, now: Millis) {
+        let instance = self.instances[source].instance;
+        let reason = sockets::reason(e);
+        if std::mem::replace(&mut self.starved, true) {
+            debug!("{instance}: still cannot accept: {reason}");
+        } else {
+            warn!("{instance}: cannot accept: {reason}; pausing accepts until a connection closes");
+        }
+        self.loop_timers
+            .arm(LoopTimer::AcceptRetry, after(now, ACCEPT_RETRY));
+    }
+
+    /// Closes listener `source`, which can never accept again (`e` says why): it leaves the
+    /// poll first, as another process (an inetd, the service manager) may hold the same
+    /// socket, and closing this descriptor alone would leave it there.
+    fn retire(&mut self, source: usize, e: &io::Error) {
+        let instance = self.instances[source].instance;
+        let closed = std::mem::replace(&mut self.sources[source], Source::Closed);
+        if let Source::Listener(mut listener) = closed {
+            if let Err(e) = self.poll.registry().deregister(&mut listener) {
+                debug!("{instance}: leaving the poll: {}", sockets::reason(&e));
+            }
+        }
+        self.retired += 1;
+        error!(
+            "{instance}: cannot accept: {}; the listener can never accept again and is closed",
+            sockets::reason(e)
+        );
     }
 
     /// Accepts again on every listener after a pause (a descriptor was freed, or the retry
@@ -1441,6 +1513,17 @@ fn out_of_descriptors(e: &io::Error) -> bool {
     )
 }
 
+/// Whether an accept error is the listener's own, for good: it no longer listens (`EINVAL`:
+/// shut down by another holder of the socket), or it is no listening stream socket at all
+/// (`EBADF`, `ENOTSOCK`, `EOPNOTSUPP`, `EFAULT`). On Linux none of these concerns a single
+/// connection.
+fn never_accepts_again(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EBADF | libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EFAULT)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1456,6 +1539,18 @@ mod tests {
         assert!(!out_of_descriptors(&io::Error::from_raw_os_error(
             libc::ECONNABORTED
         )));
+    }
+
+    #[test]
+    fn a_listener_that_no_longer_listens_is_told_from_a_failed_connection() {
+        let error = io::Error::from_raw_os_error;
+        for broken in [libc::EINVAL, libc::EBADF, libc::ENOTSOCK, libc::EOPNOTSUPP] {
+            assert!(never_accepts_again(&error(broken)), "{broken}");
+            assert!(!out_of_descriptors(&error(broken)), "{broken}");
+        }
+        for one in [libc::ECONNABORTED, libc::EPERM, libc::EPROTO, libc::EMFILE] {
+            assert!(!never_accepts_again(&error(one)), "{one}");
+        }
     }
 
     #[test]
