@@ -125,6 +125,11 @@ impl Console {
         self.waiting.remove(at)
     }
 
+    /// Forgets connection `number`, which stopped waiting without a line (its client went).
+    pub(crate) fn forget(&mut self, number: u64) {
+        self.waiting.retain(|&(n, _)| n != number);
+    }
+
     /// Everything still waiting, longest first (the console closed).
     pub(crate) fn take_all_waiting(&mut self) -> VecDeque<(u64, usize)> {
         std::mem::take(&mut self.waiting)
@@ -256,5 +261,10 @@ mod tests {
         assert_eq!(c.take_waiting(None), Some((a, 10)));
         assert_eq!(c.take_all_waiting(), [(d, 12)]);
         assert_eq!(c.take_waiting(None), None);
+        // One whose client went is forgotten, wherever it is in the queue.
+        c.wait(a, 10);
+        c.wait(b, 11);
+        c.forget(a);
+        assert_eq!(c.take_waiting(None), Some((b, 11)));
     }
 }

@@ -686,6 +686,17 @@ impl Server {
                         conn.on_peer_fin();
                     }
                 }
+                // A connection waiting for the operator reads nothing, so only the poll can
+                // tell that its client reset or vanished (its FIN alone does not end the wait).
+                if (event.is_error() || event.is_write_closed())
+                    && self
+                        .conns
+                        .get(key)
+                        .is_some_and(|c| c.state() == State::Waiting)
+                {
+                    return self
+                        .close(key, "its client went away while it waited for the operator");
+                }
                 self.pump(key, pass.get());
             }
         }
@@ -1115,6 +1126,13 @@ impl Server {
         };
         if conn.state() == State::Closed {
             return;
+        }
+        if conn.state() == State::Waiting {
+            if let (Some(console), Some(number)) =
+                (&mut self.console, conn.session.console_number())
+            {
+                console.forget(number);
+            }
         }
         // No deregister: the socket is never duplicated, so closing it (when the entry
         // leaves the slab) removes it from the poll, one system call fewer per connection.

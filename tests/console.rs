@@ -133,3 +133,27 @@ fn a_regular_file_as_standard_input_ends_the_console_at_once() {
     std::fs::remove_file(&path).unwrap();
     unpollable(Stdio::from(file));
 }
+
+#[test]
+fn waiters_whose_clients_reset_are_freed_and_the_next_line_goes_to_a_live_one() {
+    let (mut p, mut stdin, addr) = console(&[]);
+    wait_asleep(p.pid());
+    let base = open_descriptors(p.pid());
+    // Each waiter half-closes first, as the seed client does: that alone must not end its
+    // wait; the reset that follows must.
+    const GONE: usize = 300;
+    let waiters: Vec<TcpStream> = (0..GONE).map(|_| seed_client(addr, b"gone")).collect();
+    p.wait_for_nth("waits for your reply", GONE);
+    assert_eq!(open_descriptors(p.pid()), base + GONE);
+    waiters.into_iter().for_each(reset);
+    wait_until("the reset waiters' descriptors to be freed", || {
+        open_descriptors(p.pid()) == base
+    });
+    let mut live = seed_client(addr, b"alive");
+    p.wait_for(&format!("console: connection {} waits", GONE + 1));
+    type_line(&mut stdin, "for the living\n");
+    assert_eq!(
+        read_to_end(&mut live),
+        b"alive\nI get it!\nfor the living\n"
+    );
+}

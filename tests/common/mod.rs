@@ -132,6 +132,14 @@ pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     try_connect_from(from, to).expect("connect")
 }
 
+/// Closes `s` with a reset (linger 0: the close sends RST instead of FIN).
+pub fn reset(s: TcpStream) {
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+}
+
 /// Reads exactly `n` bytes.
 pub fn read_exact(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut buf = vec![0; n];
