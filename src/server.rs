@@ -7,7 +7,7 @@
 //!     │                  ├─ conn       → Conn::pump: read ⇄ session ⇄ write
 //!     │                  ├─ signals    → drain (a second one: stop now); SIGUSR1: counters
 //!     │                  └─ waker      → the same, from a Shutdown handle
-//!     ├── again-list: sockets that used their turn go again before the loop sleeps
+//!     ├── again-list: sockets (and the console) that used their turn go again before the loop sleeps
 //!     ├── deadlines due: connections' (`Timers`), the loop's own (`LoopTimers`)
 //!     ├── closed connections leave the slab (and their sockets close)
 //!     └── timeout = the nearest due time; none at all when nothing is armed
@@ -25,10 +25,11 @@
 //!   the FIN was taken, so another read could only return 0 (`conn::got`);
 //! - a UDP batch that comes back short: `recvmmsg` took everything queued, and a datagram that
 //!   arrives later raises a new event (`udp::serve`);
-//! - a connection that used its turn (32 reads or writes) or a UDP socket that used its own
-//!   (8 batches): it goes on the again-list and is served again before the loop sleeps (the
-//!   poll's timeout is then 0), so a fast client cannot starve the others and nothing waits
-//!   for an event that will not come;
+//! - a connection that used its turn (32 reads or writes), a UDP socket that used its own
+//!   (8 batches), or the console (32 lines or reads): it goes on the again-list and is served
+//!   again before the loop sleeps (the poll's timeout is then 0), so a fast client (or a
+//!   flooded standard input) cannot starve the others and nothing waits for an event that
+//!   will not come;
 //! - an accept that fails: out of descriptors or memory, or 32 times in a row for single
 //!   connections, accepting pauses until a connection closes or the `AcceptRetry` timer;
 //!   a listener that can never accept again is retired (`Server::retire`).
@@ -223,6 +224,10 @@ pub struct Server {
     notifier: Notifier,
     /// Standard input as the operator's console (`--console`).
     console: Option<Console>,
+    /// Standard input was reported readable, or used its turn: the console reads after the
+    /// batch of events (so a connection whose client reset in the same batch is gone by
+    /// then), and again before the loop sleeps while it uses its turns.
+    console_again: bool,
 }
 
 /// The per-source limits of TCP connections, each `None` when its flag is off (and then costs
@@ -537,6 +542,7 @@ impl Server {
             udp_rates: RateTable::new(config.udp_rate),
             notifier: Notifier::from_env(),
             console,
+            console_again: false,
             config,
         })
     }
@@ -599,6 +605,9 @@ impl Server {
             }
             for source in std::mem::take(&mut self.udp_again) {
                 self.serve_datagrams(source);
+            }
+            if std::mem::take(&mut self.console_again) {
+                self.on_console(pass.get());
             }
             if let Some((at, _)) = nearest {
                 let now = pass.get();
@@ -664,7 +673,7 @@ impl Server {
                     self.on_signal(signal, pass.get());
                 }
             }
-            CONSOLE => self.on_console(pass.get()),
+            CONSOLE => self.console_again = true,
             Token(t) if t < self.first_conn() => {
                 let source = t - FIRST_SOURCE;
                 match self.sources.get(source) {
@@ -1256,22 +1265,34 @@ impl Server {
     }
 
     /// Lines from the operator go to the connections waiting for them; at the end of input
-    /// the waiting ones get the `--ack-reply` text.
+    /// the waiting ones get the `--ack-reply` text. One turn of standard input at a time.
     fn on_console(&mut self, now: Millis) {
-        let typed = match &mut self.console {
-            Some(console) => console.read(),
-            None => return,
+        let Some(console) = &mut self.console else {
+            return;
         };
+        let (typed, turn_used) = console.read();
+        self.console_again = turn_used;
         for t in typed {
             match t {
                 Typed::Line { to, text } => match self.take_waiting(to) {
-                    Some(key) => self.answer_operator(key, &text, now),
-                    None => match to {
-                        Some(n) => warn!("console: connection {n} is not waiting; line dropped"),
-                        None => warn!("console: no connection is waiting; line dropped"),
-                    },
+                    Some(key) => {
+                        self.end_of_drops();
+                        self.answer_operator(key, &text, now);
+                    }
+                    None => {
+                        // The first of a run of dropped lines is named; the rest are counted.
+                        if self.console.as_mut().is_some_and(Console::dropped) {
+                            match to {
+                                Some(n) => {
+                                    warn!("console: connection {n} is not waiting; line dropped")
+                                }
+                                None => warn!("console: no connection is waiting; line dropped"),
+                            }
+                        }
+                    }
                 },
                 Typed::End => {
+                    self.end_of_drops();
                     info!("console: end of input; connections waiting get the --ack-reply text");
                     let waiting = match &mut self.console {
                         Some(console) => console.take_all_waiting(),
@@ -1285,6 +1306,18 @@ impl Server {
                     }
                 }
             }
+        }
+        if !turn_used {
+            self.end_of_drops();
+        }
+    }
+
+    /// Ends a run of lines dropped by the console, saying how many there were past the one
+    /// already named.
+    fn end_of_drops(&mut self) {
+        let more = self.console.as_mut().map_or(0, Console::end_of_drops);
+        if more > 0 {
+            warn!("console: {more} more line(s) dropped: no connection was waiting for them");
         }
     }
 
@@ -1396,11 +1429,17 @@ impl Server {
     /// How long the loop may sleep: not at all while some socket used its turn, else until
     /// the nearest due time, or for ever.
     fn poll_timeout(&self, nearest: Option<(Millis, Due)>) -> Option<Duration> {
-        if !self.again.is_empty() || !self.udp_again.is_empty() {
+        if self.goes_again() {
             return Some(Duration::ZERO);
         }
         let (at, _) = nearest?;
         Some(Duration::from_millis(at.saturating_sub(self.clock.now())))
+    }
+
+    /// Whether a socket, or standard input, used its turn and goes again before the loop
+    /// sleeps.
+    fn goes_again(&self) -> bool {
+        !self.again.is_empty() || !self.udp_again.is_empty() || self.console_again
     }
 
     /// Says why the poll sleeps as long as it does.
@@ -1409,7 +1448,7 @@ impl Server {
             return;
         }
         match (nearest, timeout) {
-            (_, Some(Duration::ZERO)) if !self.again.is_empty() || !self.udp_again.is_empty() => {
+            (_, Some(Duration::ZERO)) if self.goes_again() => {
                 trace!("poll: not sleeping: a socket used its turn and goes again (timeout 0)")
             }
             (Some((_, due)), Some(t)) => {
