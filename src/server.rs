@@ -899,7 +899,7 @@ impl Server {
             std::os::fd::AsRawFd::as_raw_fd(&stream)
         );
         let (session, opened) = if proxy && admission == Admission::Serve {
-            (Session::Unopened, Step::NeedMore)
+            (Session::Unopened(None), Step::NeedMore)
         } else {
             self.open_session(key, instance, peer, admission)
         };
@@ -912,7 +912,7 @@ impl Server {
             now,
         );
         let opened = match session {
-            Session::Unopened => Ok(Conn::awaiting_header(key, stream, &mut cx)),
+            Session::Unopened(_) => Ok(Conn::awaiting_header(key, stream, &mut cx)),
             session => Conn::open(key, stream, session, opened, &mut cx),
         }
         .and_then(|mut conn| {

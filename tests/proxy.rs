@@ -166,3 +166,64 @@ fn deny_and_the_per_source_limits_act_on_the_named_client() {
     let s = d.stop();
     assert_eq!((s.denied, s.limited, s.served), (1, 1, 2), "{s}");
 }
+
+/// A NOOP extension (type 0x04) of `len` bytes, to pad a version 2 header.
+fn noop_tlv(len: u16) -> Vec<u8> {
+    [
+        &[0x04][..],
+        &len.to_be_bytes(),
+        &vec![0xAA; usize::from(len)],
+    ]
+    .concat()
+}
+
+#[test]
+fn a_header_larger_than_the_receive_buffer_is_read_in_pieces() {
+    // The kernel doubles SO_RCVBUF 1024 to 2048, and advertises a window of about half that:
+    // a header of 3,000 bytes is never queued whole.
+    let mut p = Proc::spawn(
+        &[
+            "--tcp",
+            "count@127.0.0.1:0",
+            "--proxy-from",
+            "127.0.0.2",
+            "--rcvbuf",
+            "1024",
+        ],
+        "info",
+    );
+    let addr = p.listening(1)[0];
+    let source = "192.0.2.7:40001".parse().unwrap();
+    let destination = "127.0.0.1:51423".parse().unwrap();
+    for padding in [1_500, 3_000, 4_096 - 16 - 12 - 3] {
+        let header = v2(false, source, destination, &noop_tlv(padding));
+        assert!(
+            header.len() > 1_500 && header.len() <= 4_096,
+            "{}",
+            header.len()
+        );
+        let reply = exchange("127.0.0.2", addr, &[&header[..], b"hello\n"].concat());
+        assert_eq!(
+            reply,
+            "Welcome, 192.0.2.7:40001\nPlease enter a string: You entered 5 characters.\n",
+            "a header of {} bytes",
+            header.len()
+        );
+    }
+    // One byte more than 4,096 is a bad header: closed without a word.
+    let over = v2(
+        false,
+        source,
+        destination,
+        &noop_tlv(4_096 - 16 - 12 - 3 + 1),
+    );
+    assert_eq!(over.len(), 4_097);
+    assert_eq!(
+        exchange("127.0.0.2", addr, &[&over[..], b"hi\n"].concat()),
+        ""
+    );
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(), 0);
+    let log = p.seen.join("\n");
+    assert!(log.contains("connections served 3,"), "{log}");
+}

@@ -68,8 +68,9 @@ pub enum Session {
     Time,
     /// `stats`: an HTTP request for the counters.
     Stats(Stats),
-    /// No protocol yet: a PROXY header comes first, and says who the client is.
-    Unopened,
+    /// No protocol yet: a PROXY header comes first, and says who the client is. The parser
+    /// holds what was read of a header too large to be queued whole (read in pieces).
+    Unopened(Option<Box<crate::proxy::Parser>>),
     /// A connection turned away (over `--max-connections`, or over a per-source limit): its
     /// one-line message was said at open.
     Refusal,
@@ -138,7 +139,7 @@ impl Session {
             Session::Ack(s) => s.on_data(data, settings.ack_reply, settings.console, out),
             Session::Echo(s) => s.on_data(data, out),
             Session::Stats(s) => s.on_data(data, &settings.stats, out),
-            Session::Time | Session::Refusal | Session::Unopened => Step::Answered,
+            Session::Time | Session::Refusal | Session::Unopened(_) => Step::Answered,
         }
     }
 
@@ -166,7 +167,7 @@ impl Session {
             Session::Ack(s) => s.on_eof(),
             Session::Echo(s) => s.on_eof(),
             Session::Stats(s) => s.on_eof(out),
-            Session::Time | Session::Refusal | Session::Unopened => Step::Answered,
+            Session::Time | Session::Refusal | Session::Unopened(_) => Step::Answered,
         }
     }
 
@@ -178,7 +179,7 @@ impl Session {
             Session::Echo(s) => s.on_timeout(),
             // A request that did not come in time gets no answer.
             Session::Stats(_) => Step::Quit,
-            Session::Time | Session::Refusal | Session::Unopened => Step::Answered,
+            Session::Time | Session::Refusal | Session::Unopened(_) => Step::Answered,
         }
     }
 
@@ -190,7 +191,7 @@ impl Session {
             Session::Echo(s) => s.on_timeout(),
             // A request that did not come in time gets no answer.
             Session::Stats(_) => Step::Quit,
-            Session::Time | Session::Refusal | Session::Unopened => Step::Answered,
+            Session::Time | Session::Refusal | Session::Unopened(_) => Step::Answered,
         }
     }
 
