@@ -1115,7 +1115,14 @@ impl Server {
                     console.wait(number, key);
                 }
             }
-            Status::Closed(reason) => return self.close(key, reason),
+            Status::Closed(reason) => {
+                if self.conns.get(key).map(Conn::state) == Some(State::Header) {
+                    // Closed before its PROXY header was read: a bad header, or none.
+                    let source = usize::from(self.instance_of[key]);
+                    self.instances[source].counters.proxy_header_failures += 1;
+                }
+                return self.close(key, reason);
+            }
             Status::Proxied(header) => return self.on_header(key, header, now),
         }
         let token = Token(self.first_conn() + key);
@@ -1678,6 +1685,7 @@ mod tests {
             denied: 6,
             limited: 7,
             health_checks: 9,
+            proxy_header_failures: 11,
             answered: 5,
             dropped: 4,
             datagrams_denied: 8,

@@ -227,3 +227,52 @@ fn a_header_larger_than_the_receive_buffer_is_read_in_pieces() {
     let log = p.seen.join("\n");
     assert!(log.contains("connections served 3,"), "{log}");
 }
+
+#[test]
+fn bad_and_missing_headers_are_counted_as_failures() {
+    let mut p = Proc::spawn(
+        &[
+            "--tcp",
+            "count@127.0.0.1:0",
+            "--tcp",
+            "stats@127.0.0.1:0",
+            "--proxy-from",
+            "127.0.0.2",
+        ],
+        "info",
+    );
+    let listening = p.listening(2);
+    let (count, stats) = (listening[0], listening[1]);
+    // A bad header, and a connection that ends before any: both closed without a word.
+    assert_eq!(exchange("127.0.0.2", count, b"hello\n"), "");
+    assert_eq!(exchange("127.0.0.2", count, b""), "");
+    // One that sends nothing and waits: closed once the 5 s for the header are over.
+    let mut silent = connect_from("127.0.0.2", count);
+    assert_eq!(read_to_end(&mut silent), b"");
+    // A good header is no failure.
+    let good = exchange(
+        "127.0.0.2",
+        count,
+        b"PROXY TCP4 192.0.2.7 127.0.0.1 40001 51423\r\nhi\n",
+    );
+    assert!(good.ends_with("You entered 2 characters.\n"), "{good}");
+    // Prometheus scrapes directly, from an address that is not a proxy.
+    let body = exchange("127.0.0.3", stats, b"GET /metrics HTTP/1.0\r\n\r\n");
+    let series = |addr| {
+        format!("oneloop_proxy_header_failures_total{{service=\"{}\",transport=\"tcp\",addr=\"{addr}\"}}",
+            if addr == count { "count" } else { "stats" })
+    };
+    assert_eq!(sample(&body, &series(count)), 3);
+    assert_eq!(sample(&body, &series(stats)), 0);
+    // The summary line keeps its fields.
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(), 0);
+    let log = p.seen.join("\n");
+    assert!(
+        log.contains(
+            "connections served 2, refused 0, timed out 0, denied 0, limited 0; \
+             datagrams answered 0, dropped 0, denied 0, limited 0"
+        ),
+        "{log}"
+    );
+}

@@ -16,13 +16,6 @@ fn ask(addr: std::net::SocketAddr, request: &[u8]) -> String {
     String::from_utf8(read_to_end(&mut s)).unwrap()
 }
 
-/// The value of the sample line that starts with `name{labels}`.
-fn sample(body: &str, series: &str) -> u64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{body}"))
-}
-
 #[test]
 fn the_counters_of_a_known_run() {
     let d = start(&[

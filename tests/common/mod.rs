@@ -183,6 +183,13 @@ pub fn count_reply(addr: SocketAddr, line: &[u8]) -> String {
     String::from_utf8(read_to_end(&mut s)).unwrap()
 }
 
+/// The value of the sample line of a `stats` body that starts with `name{labels}`.
+pub fn sample(body: &str, series: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{body}"))
+}
+
 /// Checks a time service's reply: exactly 4 bytes, within 5 s of the clock in `epoch`.
 pub fn assert_time_is_now(reply: Vec<u8>, epoch: oneloop::config::Epoch) {
     let now = std::time::SystemTime::now()
