@@ -167,6 +167,19 @@ fn deny_and_the_per_source_limits_act_on_the_named_client() {
     assert_eq!((s.denied, s.limited, s.served), (1, 1, 2), "{s}");
 }
 
+/// The binary serving `count` behind the proxy 127.0.0.2, with `args` added; the addresses
+/// it listens on, `count`'s first.
+fn spawn_behind_proxy(args: &[&str]) -> (Proc, Vec<SocketAddr>) {
+    let all = [
+        &["--tcp", "count@127.0.0.1:0", "--proxy-from", "127.0.0.2"][..],
+        args,
+    ]
+    .concat();
+    let mut p = Proc::spawn(&all, "info");
+    let listening = p.listening(1 + args.iter().filter(|a| a.starts_with("--tcp")).count());
+    (p, listening)
+}
+
 /// A NOOP extension (type 0x04) of `len` bytes, to pad a version 2 header.
 fn noop_tlv(len: u16) -> Vec<u8> {
     [
@@ -181,18 +194,8 @@ fn noop_tlv(len: u16) -> Vec<u8> {
 fn a_header_larger_than_the_receive_buffer_is_read_in_pieces() {
     // The kernel doubles SO_RCVBUF 1024 to 2048, and advertises a window of about half that:
     // a header of 3,000 bytes is never queued whole.
-    let mut p = Proc::spawn(
-        &[
-            "--tcp",
-            "count@127.0.0.1:0",
-            "--proxy-from",
-            "127.0.0.2",
-            "--rcvbuf",
-            "1024",
-        ],
-        "info",
-    );
-    let addr = p.listening(1)[0];
+    let (mut p, listening) = spawn_behind_proxy(&["--rcvbuf", "1024"]);
+    let addr = listening[0];
     let source = "192.0.2.7:40001".parse().unwrap();
     let destination = "127.0.0.1:51423".parse().unwrap();
     for padding in [1_500, 3_000, 4_096 - 16 - 12 - 3] {
@@ -230,18 +233,7 @@ fn a_header_larger_than_the_receive_buffer_is_read_in_pieces() {
 
 #[test]
 fn bad_and_missing_headers_are_counted_as_failures() {
-    let mut p = Proc::spawn(
-        &[
-            "--tcp",
-            "count@127.0.0.1:0",
-            "--tcp",
-            "stats@127.0.0.1:0",
-            "--proxy-from",
-            "127.0.0.2",
-        ],
-        "info",
-    );
-    let listening = p.listening(2);
+    let (mut p, listening) = spawn_behind_proxy(&["--tcp", "stats@127.0.0.1:0"]);
     let (count, stats) = (listening[0], listening[1]);
     // A bad header, and a connection that ends before any: both closed without a word.
     assert_eq!(exchange("127.0.0.2", count, b"hello\n"), "");
