@@ -8,7 +8,7 @@
 //!   Serving ── the session answers ──► Answered ── last words out ──┬─► closed (client's EOF read)
 //!      │                                  │                         └─► Lingering ── EOF ──► closed
 //!      │                                  └─ deadline: closed, unsent output dropped     │
-//!      ├─ deadline, count: its message ──► TimedOut ── message out ──► Lingering     linger deadline
+//!      ├─ deadline, count/stats: words ──► TimedOut ── message out ──► Lingering     linger deadline
 //!      │                                      └─ linger deadline ──► closed              ▼
 //!      └─ deadline, echo/ack ──► closed (unsent output dropped)                        closed
 //! ```

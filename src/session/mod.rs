@@ -171,14 +171,14 @@ impl Session {
         }
     }
 
-    /// The connection's deadline passed: `count` says so, `echo` and `ack` end quietly.
+    /// The connection's deadline passed: `count` and `stats` say so, `echo` and `ack` end
+    /// quietly.
     pub fn on_deadline(&mut self, settings: &Settings, out: &mut Vec<u8>) -> Step {
         match self {
             Session::Count(s) => s.on_deadline(settings, out),
             Session::Ack(s) => s.on_timeout(),
             Session::Echo(s) => s.on_timeout(),
-            // A request that did not come in time gets no answer.
-            Session::Stats(_) => Step::Quit,
+            Session::Stats(s) => s.on_deadline(settings.idle_timeout, out),
             Session::Time | Session::Refusal | Session::Unopened(_) => Step::Answered,
         }
     }
