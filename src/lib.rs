@@ -51,4 +51,4 @@ pub mod proto;
 pub mod server;
 
 pub use config::Config;
-pub use server::{BindError, Server, Shutdown, Summary};
+pub use server::{BindError, NothingLeft, Server, Shutdown, Summary};

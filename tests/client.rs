@@ -308,6 +308,15 @@ fn time_reads_rfc868_seconds_with_epoch_1900() {
 }
 
 #[test]
+fn time_with_epoch_1900_past_the_2036_wrap_prints_the_real_seconds() {
+    // The 1900 count wrapped to 0 at 2036-02-07T06:28:16Z; 4 is four seconds later.
+    let (addr, server) = udp_time_server(4u32.to_be_bytes().to_vec());
+    let run = client(&["time", &addr, "--epoch", "1900"], b"");
+    assert_success(&run, "2036-02-07T06:28:20Z (4294967300 s since 1900)\n");
+    server.join().unwrap();
+}
+
+#[test]
 fn time_over_tcp_reads_four_bytes_until_eof() {
     let (addr, server) = tcp_server(|stream| {
         (&stream).write_all(&NOW_UNIX.to_be_bytes()).unwrap();

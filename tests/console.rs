@@ -7,7 +7,8 @@ mod common;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{ChildStdin, Stdio};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -132,4 +133,92 @@ fn a_regular_file_as_standard_input_ends_the_console_at_once() {
     let file = std::fs::File::open(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     unpollable(Stdio::from(file));
+}
+
+#[test]
+fn waiters_whose_clients_reset_are_freed_and_the_next_line_goes_to_a_live_one() {
+    let (mut p, mut stdin, addr) = console(&[]);
+    wait_asleep(p.pid());
+    let base = open_descriptors(p.pid());
+    // Each waiter half-closes first, as the seed client does: that alone must not end its
+    // wait; the reset that follows must.
+    const GONE: usize = 300;
+    let waiters: Vec<TcpStream> = (0..GONE).map(|_| seed_client(addr, b"gone")).collect();
+    p.wait_for_nth("waits for your reply", GONE);
+    assert_eq!(open_descriptors(p.pid()), base + GONE);
+    waiters.into_iter().for_each(reset);
+    wait_until("the reset waiters' descriptors to be freed", || {
+        open_descriptors(p.pid()) == base
+    });
+    let mut live = seed_client(addr, b"alive");
+    p.wait_for(&format!("console: connection {} waits", GONE + 1));
+    type_line(&mut stdin, "for the living\n");
+    assert_eq!(
+        read_to_end(&mut live),
+        b"alive\nI get it!\nfor the living\n"
+    );
+}
+
+/// The counts of dropped lines the log names: one for each warning that names a line, and
+/// N for each `N more line(s) dropped`.
+fn dropped_lines_logged(log: &[String]) -> u64 {
+    let named = log.iter().filter(|l| l.ends_with("; line dropped")).count() as u64;
+    let counted: u64 = log
+        .iter()
+        .filter_map(|l| {
+            l.split("console: ")
+                .nth(1)?
+                .strip_suffix(" more line(s) dropped: no connection was waiting for them")
+        })
+        .map(|n| n.parse::<u64>().expect("a count"))
+        .sum();
+    named + counted
+}
+
+#[test]
+fn a_flood_on_standard_input_stalls_no_client_and_holds_no_memory() {
+    const FLOOD: usize = 8 << 20;
+    let (mut p, mut stdin) = Proc::spawn_piped(
+        &[
+            "--tcp",
+            "count@127.0.0.1:0",
+            "--console",
+            "--ack-reply",
+            "x",
+        ],
+        "info",
+    );
+    let addr = p.listening(1)[0];
+    // Empty lines, with no connection waiting for them: each is dropped.
+    let flood = thread::spawn(move || {
+        let chunk = vec![b'\n'; 1 << 20];
+        for _ in 0..FLOOD / chunk.len() {
+            stdin
+                .write_all(&chunk)
+                .expect("the daemon reads its standard input");
+        }
+    });
+    p.wait_for("console: no connection is waiting; line dropped");
+    assert_eq!(count_reply(addr, b"hello\n"), "You entered 5 characters.\n");
+    // The reply came while the flood was still being read: its writer is still blocked.
+    assert!(
+        !flood.is_finished(),
+        "the flood was over before the client was served"
+    );
+    let deadline = Instant::now() + 6 * WAIT;
+    while !flood.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the flood is not read after {:?}",
+            6 * WAIT
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    flood.join().unwrap();
+    p.wait_for("console: end of input");
+    // Every line is accounted for, in a few log lines rather than one each.
+    assert_eq!(dropped_lines_logged(&p.seen), FLOOD as u64);
+    assert!(p.seen.len() < 1000, "{} log lines", p.seen.len());
+    let peak = status_kb(p.pid(), "VmHWM");
+    assert!(peak < 64 * 1024, "peak resident memory {peak} kB");
 }

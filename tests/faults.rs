@@ -128,6 +128,7 @@ fn counters_in(line: &str) -> Counters {
         datagrams_denied: n[7],
         datagrams_limited: n[8],
         health_checks: 0,
+        proxy_header_failures: 0,
     }
 }
 

@@ -14,7 +14,7 @@
 mod common;
 
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -375,4 +375,92 @@ fn under_openbsd_inetd_the_daemon_serves_exits_when_idle_and_is_started_again() 
     dev_log.wait_for_run(&all[2], &format!("udp {udp} (time)"), &summary(0, 1));
     // The inetd goes when `inetd` is dropped; it held the sockets all along.
     assert!(holds(inetd.child.id(), "tcp", tcp.port()));
+}
+
+/// Shuts down the listening socket `ours` shares with the daemon, as an inetd that gives
+/// up a service may: the daemon's `accept` then fails with `EINVAL`, for ever.
+fn shut_down_the_shared_listener(ours: &TcpListener) {
+    socket2::SockRef::from(ours)
+        .shutdown(Shutdown::Both)
+        .expect("shutdown of the test's copy of the listener");
+}
+
+/// The CPU time (clock ticks) a process whose standard input was shut down as a listener
+/// uses until it ends by itself; fails (naming the ticks) when it does not end within
+/// `WAIT`.
+fn ticks_until_it_ends(p: &mut Proc) -> u64 {
+    let (pid, start) = (p.pid(), Instant::now());
+    let before = cpu_ticks(pid);
+    // A process that ended is a zombie until it is waited for: its times are still there.
+    while stat_fields(pid)[0] != "Z" {
+        assert!(
+            start.elapsed() < WAIT,
+            "still running {WAIT:?} after the shutdown, {} clock ticks of CPU used since; stderr:\n{}",
+            cpu_ticks(pid) - before,
+            p.seen.join("\n")
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    cpu_ticks(pid) - before
+}
+
+#[test]
+fn a_listener_shut_down_by_its_other_holder_is_retired_and_the_daemon_exits_1() {
+    let (listener, addr) = loopback_listener();
+    let ours = listener.try_clone().unwrap();
+    let mut p = spawn_with_stdin(&["--inetd", "tcp:count"], listener);
+    p.wait_for(&format!(
+        "listening on tcp {addr} (count), passed by the inetd"
+    ));
+    shut_down_the_shared_listener(&ours);
+    // A loop that retried the accept would spin a core for the whole wait: 0.5 s of CPU is
+    // a twentieth of it, and ending takes a few milliseconds.
+    let ticks = ticks_until_it_ends(&mut p);
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    assert!(ticks < per_second / 2, "{ticks} clock ticks of CPU");
+    assert_eq!(p.wait_exit(), 1, "{}", p.seen.join("\n"));
+    let log = p.seen.join("\n");
+    assert!(
+        log.contains(&format!(
+            "ERROR tcp {addr} (count): cannot accept: invalid argument; the listener can never \
+             accept again and is closed"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("ERROR nothing left to serve"), "{log}");
+    assert!(log.contains(&summary(0, 0)), "{log}");
+}
+
+#[test]
+fn when_one_listener_is_retired_the_others_go_on_serving() {
+    let (listener, passed) = loopback_listener();
+    let ours = listener.try_clone().unwrap();
+    let mut p = spawn_with_stdin(
+        &["--inetd", "tcp:count", "--tcp", "echo@127.0.0.1:0"],
+        listener,
+    );
+    let echo = p.listening(2)[0];
+    p.wait_for(&format!(
+        "listening on tcp {passed} (count), passed by the inetd"
+    ));
+    shut_down_the_shared_listener(&ours);
+    p.wait_for(&format!(
+        "tcp {passed} (count): cannot accept: invalid argument"
+    ));
+    let before = cpu_ticks(p.pid());
+    let mut s = connect(echo);
+    s.write_all(b"still here\n").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut s), b"still here\n");
+    wait_asleep(p.pid());
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let ticks = cpu_ticks(p.pid()) - before;
+    assert!(ticks < per_second / 2, "{ticks} clock ticks of CPU");
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(), 0, "{}", p.seen.join("\n"));
+    let log = p.seen.join("\n");
+    assert!(log.contains(&summary(1, 0)), "{log}");
+    assert!(!log.contains("nothing left to serve"), "{log}");
 }

@@ -25,13 +25,6 @@ fn eventually_welcomed(addr: SocketAddr) -> TcpStream {
     }
 }
 
-fn reset(s: TcpStream) {
-    socket2::SockRef::from(&s)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(s);
-}
-
 #[test]
 fn over_the_limit_a_client_is_told_busy_and_the_held_ones_keep_working() {
     let d = start_with(&["tcp:count@127.0.0.1:0"], |c| c.max_connections = 3);

@@ -152,6 +152,7 @@ fn a_prometheus_parser_reads_the_stats_body() {
                 denied: 14,
                 limited: 15,
                 health_checks: 16,
+                proxy_header_failures: 17,
                 ..Counters::default()
             },
         },
@@ -243,6 +244,7 @@ fn a_prometheus_parser_reads_the_stats_body() {
         per_tcp("oneloop_connections_denied", [14.0, 0.0]),
         per_tcp("oneloop_connections_limited", [15.0, 0.0]),
         per_tcp("oneloop_health_checks", [16.0, 0.0]),
+        per_tcp("oneloop_proxy_header_failures", [17.0, 0.0]),
         per_udp("oneloop_datagrams_answered", 31.0),
         per_udp("oneloop_datagrams_dropped", 32.0),
         per_udp("oneloop_datagrams_denied", 33.0),

@@ -166,3 +166,105 @@ fn deny_and_the_per_source_limits_act_on_the_named_client() {
     let s = d.stop();
     assert_eq!((s.denied, s.limited, s.served), (1, 1, 2), "{s}");
 }
+
+/// The binary serving `count` behind the proxy 127.0.0.2, with `args` added; the addresses
+/// it listens on, `count`'s first.
+fn spawn_behind_proxy(args: &[&str]) -> (Proc, Vec<SocketAddr>) {
+    let all = [
+        &["--tcp", "count@127.0.0.1:0", "--proxy-from", "127.0.0.2"][..],
+        args,
+    ]
+    .concat();
+    let mut p = Proc::spawn(&all, "info");
+    let listening = p.listening(1 + args.iter().filter(|a| a.starts_with("--tcp")).count());
+    (p, listening)
+}
+
+/// A NOOP extension (type 0x04) of `len` bytes, to pad a version 2 header.
+fn noop_tlv(len: u16) -> Vec<u8> {
+    [
+        &[0x04][..],
+        &len.to_be_bytes(),
+        &vec![0xAA; usize::from(len)],
+    ]
+    .concat()
+}
+
+#[test]
+fn a_header_larger_than_the_receive_buffer_is_read_in_pieces() {
+    // The kernel doubles SO_RCVBUF 1024 to 2048, and advertises a window of about half that:
+    // a header of 3,000 bytes is never queued whole.
+    let (mut p, listening) = spawn_behind_proxy(&["--rcvbuf", "1024"]);
+    let addr = listening[0];
+    let source = "192.0.2.7:40001".parse().unwrap();
+    let destination = "127.0.0.1:51423".parse().unwrap();
+    for padding in [1_500, 3_000, 4_096 - 16 - 12 - 3] {
+        let header = v2(false, source, destination, &noop_tlv(padding));
+        assert!(
+            header.len() > 1_500 && header.len() <= 4_096,
+            "{}",
+            header.len()
+        );
+        let reply = exchange("127.0.0.2", addr, &[&header[..], b"hello\n"].concat());
+        assert_eq!(
+            reply,
+            "Welcome, 192.0.2.7:40001\nPlease enter a string: You entered 5 characters.\n",
+            "a header of {} bytes",
+            header.len()
+        );
+    }
+    // One byte more than 4,096 is a bad header: closed without a word.
+    let over = v2(
+        false,
+        source,
+        destination,
+        &noop_tlv(4_096 - 16 - 12 - 3 + 1),
+    );
+    assert_eq!(over.len(), 4_097);
+    assert_eq!(
+        exchange("127.0.0.2", addr, &[&over[..], b"hi\n"].concat()),
+        ""
+    );
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(), 0);
+    let log = p.seen.join("\n");
+    assert!(log.contains("connections served 3,"), "{log}");
+}
+
+#[test]
+fn bad_and_missing_headers_are_counted_as_failures() {
+    let (mut p, listening) = spawn_behind_proxy(&["--tcp", "stats@127.0.0.1:0"]);
+    let (count, stats) = (listening[0], listening[1]);
+    // A bad header, and a connection that ends before any: both closed without a word.
+    assert_eq!(exchange("127.0.0.2", count, b"hello\n"), "");
+    assert_eq!(exchange("127.0.0.2", count, b""), "");
+    // One that sends nothing and waits: closed once the 5 s for the header are over.
+    let mut silent = connect_from("127.0.0.2", count);
+    assert_eq!(read_to_end(&mut silent), b"");
+    // A good header is no failure.
+    let good = exchange(
+        "127.0.0.2",
+        count,
+        b"PROXY TCP4 192.0.2.7 127.0.0.1 40001 51423\r\nhi\n",
+    );
+    assert!(good.ends_with("You entered 2 characters.\n"), "{good}");
+    // Prometheus scrapes directly, from an address that is not a proxy.
+    let body = exchange("127.0.0.3", stats, b"GET /metrics HTTP/1.0\r\n\r\n");
+    let series = |addr| {
+        format!("oneloop_proxy_header_failures_total{{service=\"{}\",transport=\"tcp\",addr=\"{addr}\"}}",
+            if addr == count { "count" } else { "stats" })
+    };
+    assert_eq!(sample(&body, &series(count)), 3);
+    assert_eq!(sample(&body, &series(stats)), 0);
+    // The summary line keeps its fields.
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(), 0);
+    let log = p.seen.join("\n");
+    assert!(
+        log.contains(
+            "connections served 2, refused 0, timed out 0, denied 0, limited 0; \
+             datagrams answered 0, dropped 0, denied 0, limited 0"
+        ),
+        "{log}"
+    );
+}

@@ -16,13 +16,6 @@ fn ask(addr: std::net::SocketAddr, request: &[u8]) -> String {
     String::from_utf8(read_to_end(&mut s)).unwrap()
 }
 
-/// The value of the sample line that starts with `name{labels}`.
-fn sample(body: &str, series: &str) -> u64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{body}"))
-}
-
 #[test]
 fn the_counters_of_a_known_run() {
     let d = start(&[
@@ -110,4 +103,37 @@ fn curl_scrapes_it() {
         d.addr(1)
     );
     assert_eq!(sample(&body, &series), 1);
+}
+
+#[test]
+fn a_request_that_trickles_past_the_idle_timeout_gets_408_and_counts_as_timed_out() {
+    let mut p = Proc::spawn(
+        &["--tcp", "stats@127.0.0.1:0", "--idle-timeout", "0.5"],
+        "info",
+    );
+    let addr = p.listening(1)[0];
+    let mut s = connect(addr);
+    // A byte every 0.1 s for 0.8 s: the deadline runs from the accept, whatever arrives.
+    for byte in b"GET / HT" {
+        s.write_all(&[*byte]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    s.shutdown(Shutdown::Write).unwrap();
+    let response = String::from_utf8(read_to_end(&mut s)).unwrap();
+    let body = "request head not complete within 0.5 s\n";
+    assert_eq!(
+        response,
+        format!(
+            "HTTP/1.0 408 Request Timeout\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    );
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(), 0);
+    let log = p.seen.join("\n");
+    assert!(
+        log.contains("connections served 1, refused 0, timed out 1,"),
+        "{log}"
+    );
 }

@@ -1,7 +1,8 @@
 //! The PROXY protocol header (`proxy::scan` and `proxy::Parser`): never panics; `scan` never
 //! reports a header longer than its input or than `MAX_HEADER`; its verdict on the stream so
 //! far never changes once it is given (invalid stays invalid, a header stays the same
-//! header); and a `Parser` fed the stream in chunks agrees with `scan` after every chunk.
+//! header); a `Parser` fed the stream in chunks agrees with `scan` after every chunk; and
+//! what it wants (`Parser::wanted`) ends exactly where the header does.
 //!
 //! Input: the stream cut into chunks (`oneloop_fuzz::chunks`).
 #![no_main]
@@ -11,6 +12,7 @@ use oneloop::proto::proxy::{self, Parser, Progress, Scan, MAX_HEADER};
 
 fuzz_target!(|data: &[u8]| {
     let chunks = oneloop_fuzz::chunks(data);
+    let all = proxy::scan(&chunks.concat());
     let mut parser = Parser::new();
     let mut so_far = Vec::new();
     let mut verdict: Option<Scan> = None;
@@ -50,6 +52,13 @@ fuzz_target!(|data: &[u8]| {
                 done = true;
             }
             (progress, scan) => panic!("the parser says {progress:?}, scan {scan:?}"),
+        }
+        if let Some(wanted) = parser.wanted() {
+            match all {
+                Scan::NeedMore => {}
+                Scan::Header { len, .. } => assert_eq!(so_far.len() + wanted, len),
+                Scan::Invalid(why) => panic!("wanted {wanted} more of a bad header: {why}"),
+            }
         }
     }
 });

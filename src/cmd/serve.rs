@@ -1,6 +1,7 @@
 //! The daemon's command line: `oneloop [serve] [OPTIONS]` into a [`Config`], logging set up,
 //! the server run. Exit codes: 0 after a clean stop, 1 when the daemon cannot start (a bind
-//! failure names the address and the reason), 2 for a usage error.
+//! failure names the address and the reason) or every listener failed for good, 2 for a
+//! usage error.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -112,7 +113,8 @@ Logging: RUST_LOG=error|warn|info|debug|trace (default info), to stderr; with
 Signals: SIGINT/SIGTERM drain for --shutdown-grace, then exit (a second one: at once);
   SIGUSR1 logs the counters and the connections open; SIGHUP is logged and ignored;
   SIGUSR2 is ignored.
-Exit status: 0 after SIGINT/SIGTERM, 1 when it cannot start, 2 for a usage error.
+Exit status: 0 after SIGINT/SIGTERM, 1 when it cannot start or every listener
+  failed for good, 2 for a usage error.
 ";
 
 /// Runs `oneloop serve ARGS`; returns the exit code.
@@ -173,6 +175,8 @@ pub fn serve(args: Vec<OsString>) -> u8 {
     }
     match server.run() {
         Ok(_) => 0,
+        // Every listener was retired: the loop said so, and logged the summary.
+        Err(e) if e.get_ref().is_some_and(|e| e.is::<crate::NothingLeft>()) => 1,
         Err(e) => {
             log::error!("event loop failed: {}", crate::os::sockets::reason(&e));
             1

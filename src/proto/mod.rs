@@ -138,8 +138,9 @@ pub enum Session {
     Time,
     /// `stats`: an HTTP request for the counters.
     Stats(Stats),
-    /// No protocol yet: a PROXY header comes first, and says who the client is.
-    Unopened,
+    /// No protocol yet: a PROXY header comes first, and says who the client is. The parser
+    /// holds what was read of a header too large to be queued whole (read in pieces).
+    Unopened(Option<Box<proxy::Parser>>),
     /// A connection turned away (over `--max-connections`, or over a per-source limit): its
     /// one-line message was said at open.
     Refusal,
@@ -208,7 +209,7 @@ impl Session {
             Session::Ack(s) => s.on_data(data, settings.ack_reply, settings.console, out),
             Session::Echo(s) => s.on_data(data, out),
             Session::Stats(s) => s.on_data(data, settings.metrics, out),
-            Session::Time | Session::Refusal | Session::Unopened => Step::Answered,
+            Session::Time | Session::Refusal | Session::Unopened(_) => Step::Answered,
         }
     }
 
@@ -236,19 +237,19 @@ impl Session {
             Session::Ack(s) => s.on_eof(),
             Session::Echo(s) => s.on_eof(),
             Session::Stats(s) => s.on_eof(out),
-            Session::Time | Session::Refusal | Session::Unopened => Step::Answered,
+            Session::Time | Session::Refusal | Session::Unopened(_) => Step::Answered,
         }
     }
 
-    /// The connection's deadline passed: `count` says so, `echo` and `ack` end quietly.
+    /// The connection's deadline passed: `count` and `stats` say so, `echo` and `ack` end
+    /// quietly.
     pub fn on_deadline(&mut self, settings: &Settings, out: &mut Vec<u8>) -> Step {
         match self {
             Session::Count(s) => s.on_deadline(settings, out),
             Session::Ack(s) => s.on_timeout(),
             Session::Echo(s) => s.on_timeout(),
-            // A request that did not come in time gets no answer.
-            Session::Stats(_) => Step::Quit,
-            Session::Time | Session::Refusal | Session::Unopened => Step::Answered,
+            Session::Stats(s) => s.on_deadline(settings.idle_timeout, out),
+            Session::Time | Session::Refusal | Session::Unopened(_) => Step::Answered,
         }
     }
 
@@ -260,7 +261,7 @@ impl Session {
             Session::Echo(s) => s.on_timeout(),
             // A request that did not come in time gets no answer.
             Session::Stats(_) => Step::Quit,
-            Session::Time | Session::Refusal | Session::Unopened => Step::Answered,
+            Session::Time | Session::Refusal | Session::Unopened(_) => Step::Answered,
         }
     }
 

@@ -10,7 +10,11 @@
 //! - [`Parser`] takes the bytes in whatever chunks reads return and says, for the chunk that
 //!   completes the header, how many of its bytes were the header's: the rest of that chunk is
 //!   the client's. It keeps only the first [`V1_MAX`] bytes (every byte the rules look at) and
-//!   counts the others, so its state is small and fixed whatever the header's length.
+//!   counts the others, so its state is small and fixed whatever the header's length. Once a
+//!   version 2 header's fixed start has come, [`Parser::wanted`] says exactly how many bytes
+//!   are still the header's: a caller can read those, in pieces, and not a byte more, so a
+//!   header larger than the socket's receive buffer (which a peek never sees whole) is read
+//!   all the same.
 //!
 //! The rules (the PROXY protocol specification, versions 1 and 2):
 //! - Version 1 is one line: `PROXY TCP4 SRC DST SPORT DPORT\r\n` (or `TCP6`), single spaces,
@@ -146,6 +150,24 @@ impl Parser {
                 used: len.saturating_sub(before),
             },
         }
+    }
+}
+
+impl Parser {
+    /// How many more bytes the header takes, when its bytes so far say: a version 2 header
+    /// declares its length in its 16-byte fixed start, so from then on a reader may take
+    /// exactly the rest, in pieces of any size, and nothing of what follows. `None` before
+    /// then, for a version 1 line (its end shows only when it comes), and once the header is
+    /// complete or invalid.
+    pub fn wanted(&self) -> Option<usize> {
+        let head = &self.head[..usize::from(self.head_len)];
+        if head.first() != Some(&V2_SIGNATURE[0]) || scan_head(head, self.seen) != Scan::NeedMore {
+            return None;
+        }
+        // A valid beginning of a version 2 header: its length field, once here, is valid too.
+        let length = head.get(14..V2_FIXED)?;
+        let len = V2_FIXED + usize::from(u16::from_be_bytes([length[0], length[1]]));
+        Some(len - self.seen)
     }
 }
 
@@ -670,6 +692,35 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_parser_wants_what_a_v2_header_declares_and_no_more() {
+        let h = v2(1, 0x11, &[7; 2000]);
+        let mut p = Parser::new();
+        assert_eq!(p.wanted(), None);
+        assert_eq!(p.feed(&h[..15]), Progress::NeedMore);
+        // The length is not here yet.
+        assert_eq!(p.wanted(), None);
+        assert_eq!(p.feed(&h[15..16]), Progress::NeedMore);
+        assert_eq!(p.wanted(), Some(2000));
+        assert_eq!(p.feed(&h[16..1500]), Progress::NeedMore);
+        assert_eq!(p.wanted(), Some(h.len() - 1500));
+        assert!(matches!(
+            p.feed(&h[1500..]),
+            Progress::Done { used: 516, .. }
+        ));
+        assert_eq!(p.wanted(), None);
+        // A version 1 line says its end only when it comes; a bad header wants nothing.
+        let mut p = Parser::new();
+        assert_eq!(p.feed(b"PROXY TCP4 1.2.3.4"), Progress::NeedMore);
+        assert_eq!(p.wanted(), None);
+        let mut p = Parser::new();
+        assert!(matches!(
+            p.feed(&v2(0, 0x00, &vec![0; MAX_HEADER - 15])[..16]),
+            Progress::Invalid(_)
+        ));
+        assert_eq!(p.wanted(), None);
+    }
+
     /// Valid headers, each with what it says.
     /// A header naming `source` and `destination` (of one family): a version 1 line, or a
     /// version 2 header with the extensions `ext`.
@@ -800,6 +851,31 @@ mod tests {
             let answers = feed_cut(&stream, &cuts);
             let done = answers.iter().find(|(_, p)| *p != Progress::NeedMore).unwrap();
             prop_assert_eq!(done.1, Progress::Done { header, used: bytes.len() - done.0 });
+        }
+
+        #[test]
+        fn reading_what_the_parser_wants_ends_at_the_header(
+            (bytes, header) in valid_header(),
+            client in proptest::collection::vec(any::<u8>(), 0..200),
+            pieces in proptest::collection::vec(1usize..700, 1..12),
+        ) {
+            // A version 2 header: its fixed start first, then at most what the parser wants
+            // at each read, each read cut shorter as a socket may.
+            prop_assume!(bytes[0] == V2_SIGNATURE[0]);
+            let stream = [&bytes[..], &client].concat();
+            let mut p = Parser::new();
+            let mut last = p.feed(&stream[..V2_FIXED]);
+            let mut at = V2_FIXED;
+            for piece in pieces.iter().cycle() {
+                let Some(wanted) = p.wanted() else { break };
+                prop_assert!(wanted > 0);
+                let n = wanted.min(*piece);
+                last = p.feed(&stream[at..at + n]);
+                at += n;
+            }
+            prop_assert_eq!(at, bytes.len());
+            let done = matches!(last, Progress::Done { header: h, .. } if h == header);
+            prop_assert!(done, "{:?}", last);
         }
 
         #[test]

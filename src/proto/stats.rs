@@ -10,6 +10,7 @@
 //! minor versions of HTTP/1 are compatible by design.
 
 use std::io::Write;
+use std::time::Duration;
 
 use super::Step;
 
@@ -124,10 +125,25 @@ impl Stats {
         }
     }
 
+    /// The request deadline (`--idle-timeout`, `limit`) passed before the head was complete:
+    /// `408 Request Timeout`.
+    pub fn on_deadline(&mut self, limit: Duration, out: &mut Vec<u8>) -> Step {
+        let body = format!(
+            "request head not complete within {} s\n",
+            limit.as_secs_f64()
+        );
+        self.fail("408 Request Timeout", "request timed out", &body, out)
+    }
+
     /// Writes the `400` response, `body` telling the client why.
     fn refuse(&mut self, why: &'static str, body: &str, out: &mut Vec<u8>) -> Step {
+        self.fail("400 Bad Request", why, body, out)
+    }
+
+    /// Ends the request with the error response `status`, `body` telling the client why.
+    fn fail(&mut self, status: &str, why: &'static str, body: &str, out: &mut Vec<u8>) -> Step {
         self.phase = Phase::Over;
-        response(out, "400 Bad Request", "text/plain", body.as_bytes());
+        response(out, status, "text/plain", body.as_bytes());
         Step::Refused(why)
     }
 }
@@ -311,6 +327,26 @@ mod tests {
         flood.resize(5000, b'x');
         let (step, _) = ask(&mut Stats::default(), &flood);
         assert_eq!(step, Step::Refused("request too long"));
+    }
+
+    #[test]
+    fn a_head_not_complete_in_time_gets_408() {
+        let mut s = Stats::default();
+        assert_eq!(ask(&mut s, b"GET / HTTP/1.0\r\nHost: x").0, Step::NeedMore);
+        let mut out = Vec::new();
+        let step = s.on_deadline(Duration::from_millis(1500), &mut out);
+        assert_eq!(step, Step::Refused("request timed out"));
+        let body = "request head not complete within 1.5 s\n";
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "HTTP/1.0 408 Request Timeout\r\nContent-Type: text/plain\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        );
+        // Nothing more is read or said.
+        assert_eq!(ask(&mut s, b"\r\n\r\n"), (Step::Answered, String::new()));
     }
 
     #[test]

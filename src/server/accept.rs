@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use log::{debug, info, trace, warn};
+use log::{debug, error, info, trace, warn};
 
 use super::bind::Socket;
 use super::conn::{Conn, State, Status};
@@ -35,12 +35,17 @@ impl Server {
         if self.loop_timers.is_armed(LoopTimer::AcceptRetry) {
             return;
         }
+        // Failures of single connections in a row. Each is skipped, but not without end: one
+        // that takes nothing from the backlog (a security module's refusal) would come back
+        // at once, for ever.
+        let mut failed = 0;
         loop {
             let Socket::Listener(listener) = &self.instances[i].socket else {
                 return;
             };
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    failed = 0;
                     if std::mem::take(&mut self.starved) {
                         info!("accepting again");
                     }
@@ -52,26 +57,56 @@ impl Server {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if out_of_descriptors(&e) => {
-                    let instance = self.instances[i].counted.instance;
-                    let reason = sockets::reason(&e);
-                    if std::mem::replace(&mut self.starved, true) {
-                        debug!("{instance}: still cannot accept: {reason}");
-                    } else {
-                        warn!("{instance}: cannot accept: {reason}; pausing accepts until a connection closes");
-                    }
-                    self.loop_timers
-                        .arm(LoopTimer::AcceptRetry, after(now, ACCEPT_RETRY));
                     self.accept_pauses += 1;
-                    return;
+                    return self.pause_accepting(i, &e, now);
                 }
-                // The connection died in the backlog, or a firewall refused it: skip it.
-                Err(e) => debug!(
-                    "{}: accept failed: {}",
-                    self.instances[i].counted.instance,
-                    sockets::reason(&e)
-                ),
+                Err(e) if never_accepts_again(&e) => return self.retire(i, &e),
+                // The connection died in the backlog, or was refused: skip it.
+                Err(e) => {
+                    debug!(
+                        "{}: accept failed: {}",
+                        self.instances[i].counted.instance,
+                        sockets::reason(&e)
+                    );
+                    failed += 1;
+                    if failed == super::ACCEPT_EVERY {
+                        return self.pause_accepting(i, &e, now);
+                    }
+                }
             }
         }
+    }
+
+    /// Stops accepting for `ACCEPT_RETRY`, or until a connection closes, after `e` on
+    /// instance `i`'s listener: accepting again at once would fail the same way.
+    fn pause_accepting(&mut self, i: usize, e: &io::Error, now: Millis) {
+        let instance = self.instances[i].counted.instance;
+        let reason = sockets::reason(e);
+        if std::mem::replace(&mut self.starved, true) {
+            debug!("{instance}: still cannot accept: {reason}");
+        } else {
+            warn!("{instance}: cannot accept: {reason}; pausing accepts until a connection closes");
+        }
+        self.loop_timers
+            .arm(LoopTimer::AcceptRetry, after(now, ACCEPT_RETRY));
+    }
+
+    /// Closes instance `i`'s listener, which can never accept again (`e` says why): it leaves
+    /// the poll first, as another process (an inetd, the service manager) may hold the same
+    /// socket, and closing this descriptor alone would leave it there.
+    fn retire(&mut self, i: usize, e: &io::Error) {
+        let instance = self.instances[i].counted.instance;
+        let closed = std::mem::replace(&mut self.instances[i].socket, Socket::Closed);
+        if let Socket::Listener(mut listener) = closed {
+            if let Err(e) = self.poll.registry().deregister(&mut listener) {
+                debug!("{instance}: leaving the poll: {}", sockets::reason(&e));
+            }
+        }
+        error!(
+            "{instance}: cannot accept: {}; the listener can never accept again and is closed",
+            sockets::reason(e)
+        );
+        self.stop_if_deserted();
     }
 
     /// Accepts again on every listener after a pause (a descriptor was freed, or the retry
@@ -274,9 +309,32 @@ fn out_of_descriptors(e: &io::Error) -> bool {
     )
 }
 
+/// Whether an accept error is the listener's own, for good: it no longer listens (`EINVAL`:
+/// shut down by another holder of the socket), or it is no listening stream socket at all
+/// (`EBADF`, `ENOTSOCK`, `EOPNOTSUPP`, `EFAULT`). On Linux none of these concerns a single
+/// connection.
+fn never_accepts_again(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EBADF | libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EFAULT)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listener_that_no_longer_listens_is_told_from_a_failed_connection() {
+        let error = io::Error::from_raw_os_error;
+        for broken in [libc::EINVAL, libc::EBADF, libc::ENOTSOCK, libc::EOPNOTSUPP] {
+            assert!(never_accepts_again(&error(broken)), "{broken}");
+            assert!(!out_of_descriptors(&error(broken)), "{broken}");
+        }
+        for one in [libc::ECONNABORTED, libc::EPERM, libc::EPROTO, libc::EMFILE] {
+            assert!(!never_accepts_again(&error(one)), "{one}");
+        }
+    }
 
     #[test]
     fn descriptor_exhaustion_is_recognised() {

@@ -212,6 +212,8 @@ impl Server {
             start_time: SystemTime::now(),
             notifier: Notifier::from_env(),
             console,
+            console_again: false,
+            deserted: false,
             stepper,
             config,
         })

@@ -23,6 +23,9 @@ pub struct Counters {
     pub limited: u64,
     /// Connections whose PROXY header named no client (a balancer's health check).
     pub health_checks: u64,
+    /// Connections from a listed proxy closed before their PROXY header was read: a bad
+    /// header, or none complete (within 5 s, or before the connection ended).
+    pub proxy_header_failures: u64,
     /// Datagrams answered.
     pub answered: u64,
     /// Datagrams dropped (loop guard, empty echo, reply not sent).
@@ -62,6 +65,7 @@ impl std::ops::AddAssign for Counters {
         self.denied += other.denied;
         self.limited += other.limited;
         self.health_checks += other.health_checks;
+        self.proxy_header_failures += other.proxy_header_failures;
         self.answered += other.answered;
         self.dropped += other.dropped;
         self.datagrams_denied += other.datagrams_denied;
@@ -104,7 +108,7 @@ struct Metric {
     value: fn(&Counters) -> u64,
 }
 
-const PER_INSTANCE: [Metric; 10] = [
+const PER_INSTANCE: [Metric; 11] = [
     Metric {
         name: "oneloop_connections_served_total",
         help: "TCP connections served (refused, denied, limited and health checks not included).",
@@ -140,6 +144,12 @@ const PER_INSTANCE: [Metric; 10] = [
         help: "TCP connections whose PROXY header named no client (health checks).",
         transport: Transport::Tcp,
         value: |c| c.health_checks,
+    },
+    Metric {
+        name: "oneloop_proxy_header_failures_total",
+        help: "TCP connections from a listed proxy closed for a bad or missing PROXY header.",
+        transport: Transport::Tcp,
+        value: |c| c.proxy_header_failures,
     },
     Metric {
         name: "oneloop_datagrams_answered_total",
@@ -294,6 +304,7 @@ mod tests {
                     denied: 4,
                     limited: 5,
                     health_checks: 6,
+                    proxy_header_failures: 10,
                     ..Counters::default()
                 },
             },
@@ -342,6 +353,9 @@ oneloop_connections_limited_total{service=\"count\",transport=\"tcp\",addr=\"127
 # HELP oneloop_health_checks_total TCP connections whose PROXY header named no client (health checks).
 # TYPE oneloop_health_checks_total counter
 oneloop_health_checks_total{service=\"count\",transport=\"tcp\",addr=\"127.0.0.1:51423\"} 6
+# HELP oneloop_proxy_header_failures_total TCP connections from a listed proxy closed for a bad or missing PROXY header.
+# TYPE oneloop_proxy_header_failures_total counter
+oneloop_proxy_header_failures_total{service=\"count\",transport=\"tcp\",addr=\"127.0.0.1:51423\"} 10
 # HELP oneloop_datagrams_answered_total UDP datagrams answered.
 # TYPE oneloop_datagrams_answered_total counter
 oneloop_datagrams_answered_total{service=\"echo\",transport=\"udp\",addr=\"[::1]:7\"} 7
@@ -399,6 +413,7 @@ oneloop_start_time_seconds 1700000000
             denied: 6,
             limited: 7,
             health_checks: 9,
+            proxy_header_failures: 11,
             answered: 5,
             dropped: 4,
             datagrams_denied: 8,

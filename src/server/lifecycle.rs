@@ -167,6 +167,24 @@ impl Server {
         self.set_lifecycle(Lifecycle::Stopping, "the grace period is over");
     }
 
+    /// Stops the loop when every listener was retired (none can accept again), no UDP socket
+    /// serves and no connection is open: nothing is left to serve.
+    pub(super) fn stop_if_deserted(&mut self) {
+        let deserted = self.lifecycle == Lifecycle::Serving
+            && self.conns.is_empty()
+            && self
+                .instances
+                .iter()
+                .all(|b| matches!(b.socket, Socket::Closed));
+        if deserted {
+            log::error!(
+                "nothing left to serve: every listener was retired and no connection is open"
+            );
+            self.deserted = true;
+            self.set_lifecycle(Lifecycle::Stopping, "nothing is left to serve");
+        }
+    }
+
     /// Arms the `--exit-idle` timer while nothing is open, and disarms it otherwise.
     pub(super) fn rearm_exit_idle(&mut self, now: Millis) {
         let at = idle_deadline(self.config.exit_idle, self.lifecycle, self.conns.len(), now);

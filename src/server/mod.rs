@@ -58,7 +58,7 @@ use mio::{Events, Poll, Waker};
 
 pub use bind::BindError;
 use bind::Bound;
-use conn::{Cx, Shared, Status};
+use conn::{Cx, Shared, State, Status};
 use console::Console;
 use counters::{Counters, Snapshot};
 use lifecycle::Lifecycle;
@@ -84,6 +84,22 @@ const ACCEPT_EVERY: usize = 32;
 /// The counters of the summary line logged at exit (and on `SIGUSR1`), summed over the
 /// service instances; `stats` reports them per instance.
 pub type Summary = Counters;
+
+/// Why [`Server::run`] ended with an error although the loop itself worked: every listener
+/// was retired (each named in an `error` line: it could never accept again) and nothing else
+/// was left to serve, no UDP socket and no connection. It holds the counters, which were
+/// logged as at any exit, and comes inside the `io::Error` that `run` returns
+/// (`error.get_ref()`, then `downcast_ref::<NothingLeft>()`).
+#[derive(Debug)]
+pub struct NothingLeft(pub Summary);
+
+impl std::fmt::Display for NothingLeft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("nothing left to serve: every listener was retired")
+    }
+}
+
+impl std::error::Error for NothingLeft {}
 
 /// Stops a running server from another thread: the first call drains like SIGTERM, a second
 /// one stops at once.
@@ -129,6 +145,12 @@ pub struct Server {
     notifier: Notifier,
     /// Standard input as the operator's console (`--console`).
     console: Option<Console>,
+    /// Standard input was reported readable, or used its turn: the console reads after the
+    /// batch of events (so a connection whose client reset in the same batch is gone by
+    /// then), and again before the loop sleeps while it uses its turns.
+    console_again: bool,
+    /// The loop is stopping because every listener was retired and nothing is left to serve.
+    deserted: bool,
     /// Standard input as the learner's step key (`--step`).
     stepper: Option<Stepper>,
 }
@@ -195,6 +217,9 @@ impl Server {
             for i in self.udp.again.take() {
                 self.serve_datagrams(i);
             }
+            if std::mem::take(&mut self.console_again) {
+                self.on_console(pass.get());
+            }
             if let Some((at, _)) = nearest {
                 let now = pass.get();
                 if at <= now {
@@ -209,6 +234,9 @@ impl Server {
         self.udp.drops.finish();
         let summary = self.total();
         info!("{summary}");
+        if self.deserted {
+            return Err(io::Error::other(NothingLeft(summary)));
+        }
         Ok(summary)
     }
 
@@ -227,7 +255,7 @@ impl Server {
             Target::Signals => self.on_signals(pass.get()),
             Target::Console => match &mut self.stepper {
                 Some(stepper) => stepper.on_input(),
-                None => self.on_console(pass.get()),
+                None => self.console_again = true,
             },
             Target::Instance(i) => match self.instances[i].counted.instance.transport {
                 Transport::Tcp => self.accept_until_would_block(i, pass.get()),
@@ -244,6 +272,17 @@ impl Server {
                     if let Some(conn) = self.conns.get_mut(key) {
                         conn.on_peer_fin();
                     }
+                }
+                // A connection waiting for the operator reads nothing, so only the poll can
+                // tell that its client reset or vanished (its FIN alone does not end the wait).
+                if (event.is_error() || event.is_write_closed())
+                    && self
+                        .conns
+                        .get(key)
+                        .is_some_and(|c| c.state() == State::Waiting)
+                {
+                    return self
+                        .close(key, "its client went away while it waited for the operator");
                 }
                 self.pump(key, pass.get());
             }
@@ -290,7 +329,14 @@ impl Server {
                     console.wait(number, key);
                 }
             }
-            Status::Closed(reason) => return self.close(key, reason),
+            Status::Closed(reason) => {
+                if self.conns.get(key).map(conn::Conn::state) == Some(State::Header) {
+                    // Closed before its PROXY header was read: a bad header, or none.
+                    let i = self.conns.instance(key);
+                    self.instances[i].counted.counters.proxy_header_failures += 1;
+                }
+                return self.close(key, reason);
+            }
             Status::Proxied(header) => return self.on_header(key, header, now),
         }
         let token = self.tokens.token(Target::Conn(key));
@@ -304,8 +350,13 @@ impl Server {
     }
 
     /// Closes connection `key` (its socket goes after the batch), giving back the place it
-    /// held for its source.
+    /// held for its source, and its place in the console's queue.
     fn close(&mut self, key: usize, reason: &str) {
+        if let (Some(console), Some(conn)) = (&mut self.console, self.conns.get(key)) {
+            if let (State::Waiting, Some(number)) = (conn.state(), conn.console_number()) {
+                console.forget(number);
+            }
+        }
         if let Some(closed) = self.conns.close(key, reason) {
             if let Some(source) = closed.holds {
                 self.gate.release(source);
@@ -330,6 +381,7 @@ impl Server {
         }
         self.resume_accepting(now);
         self.rearm_exit_idle(now);
+        self.stop_if_deserted();
     }
 
     /// Acts on everything due at `now`: connections' deadlines, the loop's timers, the drop
@@ -381,8 +433,9 @@ impl Server {
         Some(Duration::from_millis(at.saturating_sub(self.clock.now())))
     }
 
-    /// Whether some socket used its turn and goes again before the loop sleeps.
+    /// Whether some socket, or standard input, used its turn and goes again before the loop
+    /// sleeps.
     fn wants_again(&self) -> bool {
-        !self.conns.again.is_empty() || !self.udp.again.is_empty()
+        !self.conns.again.is_empty() || !self.udp.again.is_empty() || self.console_again
     }
 }

@@ -148,6 +148,14 @@ pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     try_connect_from(from, to).expect("connect")
 }
 
+/// Closes `s` with a reset (linger 0: the close sends RST instead of FIN).
+pub fn reset(s: TcpStream) {
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+}
+
 /// Reads exactly `n` bytes.
 pub fn read_exact(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut buf = vec![0; n];
@@ -189,6 +197,13 @@ pub fn count_reply(addr: SocketAddr, line: &[u8]) -> String {
     s.write_all(line).unwrap();
     s.shutdown(Shutdown::Write).unwrap();
     String::from_utf8(read_to_end(&mut s)).unwrap()
+}
+
+/// The value of the sample line of a `stats` body that starts with `name{labels}`.
+pub fn sample(body: &str, series: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{body}"))
 }
 
 /// Checks a time service's reply: exactly 4 bytes, within 5 s of the clock in `epoch`.

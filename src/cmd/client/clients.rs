@@ -29,6 +29,16 @@ fn unix_seconds(value: u32, epoch: Epoch) -> u32 {
     }
 }
 
+/// The seconds since `epoch` that a 32-bit time value denotes, read as a time from 1970 to
+/// 2106: past the 1900 count's wrap in 2036, more than the 32 bits hold (value 4 then is
+/// 2^32 + 4 seconds since 1900).
+fn seconds_since_epoch(value: u32, epoch: Epoch) -> u64 {
+    match epoch {
+        Epoch::Unix => value.into(),
+        Epoch::Rfc868 => u64::from(unix_seconds(value, epoch)) + SECONDS_1900_TO_1970,
+    }
+}
+
 /// The largest UDP reply we take whole (a datagram carries at most 65,507 bytes of data).
 const DATAGRAM_MAX: usize = 65_536;
 
@@ -219,7 +229,7 @@ fn echo(target: &Target, message: &[u8], udp: bool, out: &mut dyn Write) -> Resu
 }
 
 /// `time`: ask for the time (UDP: an empty datagram; TCP: just connect), check that the
-/// reply is 4 bytes, and print it as UTC and as the raw count.
+/// reply is 4 bytes, and print it as UTC and as the seconds since the epoch.
 ///
 /// Over TCP the reply's length is known only at EOF, so the client reads until then, but
 /// no further than [`REPLY_MAX`] bytes. A bad reply's error shows its first bytes, escaped.
@@ -243,8 +253,9 @@ fn time(target: &Target, tcp: bool, epoch: Epoch, out: &mut dyn Write) -> Result
     };
     let value = u32::from_be_bytes(bytes);
     let line = format!(
-        "{} ({value} s since {})\n",
+        "{} ({} s since {})\n",
         text::rfc3339_utc(unix_seconds(value, epoch).into()),
+        seconds_since_epoch(value, epoch),
         epoch_year(epoch)
     );
     net::write_out(out, line.as_bytes())
@@ -298,5 +309,20 @@ mod tests {
         // 2036-02-07T06:28:16Z: the 1900 count wraps to 0.
         assert_eq!(unix_seconds(0, Epoch::Rfc868), 2_085_978_496);
         assert_eq!(unix_seconds(1_795_240_187, Epoch::Unix), 1_795_240_187);
+    }
+
+    #[test]
+    fn past_the_2036_wrap_the_seconds_since_1900_pass_32_bits() {
+        assert_eq!(
+            seconds_since_epoch(4_004_228_987, Epoch::Rfc868),
+            4_004_228_987
+        );
+        assert_eq!(
+            seconds_since_epoch(u32::MAX, Epoch::Rfc868),
+            u64::from(u32::MAX)
+        );
+        assert_eq!(seconds_since_epoch(0, Epoch::Rfc868), 1 << 32);
+        assert_eq!(seconds_since_epoch(4, Epoch::Rfc868), (1 << 32) + 4);
+        assert_eq!(seconds_since_epoch(4, Epoch::Unix), 4);
     }
 }

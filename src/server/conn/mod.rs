@@ -8,7 +8,7 @@
 //!   Serving ── the session answers ──► Answered ── last words out ──┬─► closed (client's EOF read)
 //!      │                                  │                         └─► Lingering ── EOF ──► closed
 //!      │                                  └─ deadline: closed, unsent output dropped     │
-//!      ├─ deadline, count: its message ──► TimedOut ── message out ──► Lingering     linger deadline
+//!      ├─ deadline, count/stats: words ──► TimedOut ── message out ──► Lingering     linger deadline
 //!      │                                      └─ linger deadline ──► closed              ▼
 //!      └─ deadline, echo/ack ──► closed (unsent output dropped)                        closed
 //! ```
@@ -376,7 +376,7 @@ impl<S: Io> Conn<S> {
     pub(crate) fn awaiting_header(key: usize, io: S, cx: &mut Cx) -> Self {
         let mut conn = Conn {
             io,
-            session: Session::Unopened,
+            session: Session::Unopened(None),
             deadline: None,
             unsent: Vec::new(),
             state: State::Header,
@@ -532,9 +532,15 @@ impl<S: Io> Conn<S> {
         self.pump(key, cx)
     }
 
-    /// Reads the PROXY header, and not a byte past it: what is queued is peeked at, and only
-    /// the header's bytes are then read.
+    /// Reads the PROXY header, and not a byte past it. A header queued whole (the usual case)
+    /// is peeked at, then exactly its bytes are read. A version 2 header that is not queued
+    /// whole once its fixed start is (one larger than the socket's receive buffer never is)
+    /// is read in pieces: what was peeked, then at each read at most what its declared
+    /// length still wants, each piece fed to a parser the session keeps meanwhile.
     fn read_header(&mut self, key: usize, cx: &mut Cx) -> io::Result<Status> {
+        if let Session::Unopened(Some(parser)) = &mut self.session {
+            return read_header_pieces(key, &mut self.io, parser, cx.read_buf);
+        }
         let buf = &mut cx.read_buf[..proxy::MAX_HEADER];
         let n = loop {
             match self.io.peek(buf) {
@@ -547,14 +553,8 @@ impl<S: Io> Conn<S> {
         trace!("conn {key}: peek {n} bytes {}", Escaped(&buf[..n]));
         match proxy::scan(&buf[..n]) {
             proxy::Scan::Header { header, len } => {
-                let mut taken = 0;
-                while taken < len {
-                    match self.io.read(&mut buf[taken..len]) {
-                        Ok(0) => return Ok(Status::Closed("EOF inside the PROXY header")),
-                        Ok(got) => taken += got,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
+                if !take_peeked(&mut self.io, &mut buf[..len])? {
+                    return Ok(Status::Closed("EOF inside the PROXY header"));
                 }
                 trace!("conn {key}: read the {len}-byte PROXY header: {header:?}");
                 Ok(Status::Proxied(header))
@@ -563,7 +563,24 @@ impl<S: Io> Conn<S> {
             proxy::Scan::NeedMore if n == 0 || self.input != Input::Open => {
                 Ok(Status::Closed("EOF before the PROXY header was complete"))
             }
-            proxy::Scan::NeedMore => Ok(Status::Open),
+            proxy::Scan::NeedMore => {
+                let mut parser = proxy::Parser::new();
+                // Needs more, as the scan of the same bytes said.
+                parser.feed(&buf[..n]);
+                if parser.wanted().is_none() {
+                    // A version 1 line (at most 107 bytes: it is queued whole), or a version
+                    // 2 fixed start still incomplete: the poll says when more comes.
+                    return Ok(Status::Open);
+                }
+                if !take_peeked(&mut self.io, &mut buf[..n])? {
+                    return Ok(Status::Closed("EOF inside the PROXY header"));
+                }
+                trace!("conn {key}: read {n} bytes of a PROXY header not queued whole: the rest comes in pieces");
+                let mut parser = Box::new(parser);
+                let status = read_header_pieces(key, &mut self.io, &mut parser, cx.read_buf)?;
+                self.session = Session::Unopened(Some(parser));
+                Ok(status)
+            }
         }
     }
 
@@ -721,4 +738,53 @@ impl<S: Io> Conn<S> {
         cx.out.clear();
         self.unsent = Vec::new();
     }
+}
+
+/// Reads the `buf.len()` bytes a peek saw; returns `false` at an EOF (a peer that reset
+/// between the peek and the read).
+fn take_peeked<S: Io>(io: &mut S, buf: &mut [u8]) -> io::Result<bool> {
+    let mut taken = 0;
+    while taken < buf.len() {
+        match io.read(&mut buf[taken..]) {
+            Ok(0) => return Ok(false),
+            Ok(got) => taken += got,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Reads more of a PROXY header that was not queued whole, until it would block: at each
+/// read at most what `parser` wants, the rest of the header's declared length, so nothing of
+/// what follows is taken.
+fn read_header_pieces<S: Io>(
+    key: usize,
+    io: &mut S,
+    parser: &mut proxy::Parser,
+    buf: &mut [u8],
+) -> io::Result<Status> {
+    while let Some(wanted) = parser.wanted() {
+        let most = wanted.min(buf.len());
+        let piece = &mut buf[..most];
+        let n = match io.read(piece) {
+            Ok(0) => return Ok(Status::Closed("EOF inside the PROXY header")),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Status::Open),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        trace!(
+            "conn {key}: read {n} bytes of the PROXY header, {} to come",
+            wanted - n
+        );
+        match parser.feed(&piece[..n]) {
+            proxy::Progress::NeedMore => {}
+            proxy::Progress::Done { header, .. } => return Ok(Status::Proxied(header)),
+            proxy::Progress::Invalid(why) => return Ok(Status::Closed(why)),
+        }
+    }
+    // A parser is kept only for a version 2 header whose length it knows, and wants the rest
+    // of it until it is complete.
+    Ok(Status::Closed("a PROXY header of unknown length"))
 }

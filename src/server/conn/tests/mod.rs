@@ -341,6 +341,18 @@ fn counts_timeout_message_gets_the_linger_time_then_the_connection_closes() {
     assert!(!expired.timed_out);
 }
 
+/// A `count` session begins for `source` on a connection whose PROXY header was read.
+fn begin_count(l: &mut Loop, c: &mut Conn<Script>, source: SocketAddr) {
+    let (session, step) = Session::open(
+        Service::Count,
+        source,
+        SystemTime::now(),
+        Epoch::Unix,
+        &mut l.out,
+    );
+    c.begin(0, session, step, &mut l.cx());
+}
+
 #[test]
 fn a_proxy_header_is_read_and_not_a_byte_past_it() {
     let mut l = Loop::new();
@@ -365,14 +377,7 @@ fn a_proxy_header_is_read_and_not_a_byte_past_it() {
         }
     );
     // What follows the header is the client's, still queued for the session.
-    let (session, step) = Session::open(
-        Service::Count,
-        source,
-        SystemTime::now(),
-        Epoch::Unix,
-        &mut l.out,
-    );
-    c.begin(0, session, step, &mut l.cx());
+    begin_count(&mut l, &mut c, source);
     assert_eq!(
         c.io.written,
         [
@@ -381,6 +386,44 @@ fn a_proxy_header_is_read_and_not_a_byte_past_it() {
         ]
         .concat()
     );
+}
+
+#[test]
+fn a_proxy_header_not_queued_whole_is_read_in_pieces_and_not_a_byte_past_it() {
+    let mut l = Loop::new();
+    // A version 2 header for 10.1.2.3:4000 with a 2,000-byte extension (type 0x04).
+    let mut body = vec![
+        10, 1, 2, 3, 10, 0, 0, 1, 0x0f, 0xa0, 0xc8, 0xdf, 0x04, 0x07, 0xd0,
+    ];
+    body.resize(body.len() + 2000, 0xaa);
+    let len = (body.len() as u16).to_be_bytes();
+    let header = [&b"\r\n\r\n\0\r\nQUIT\n\x21\x11"[..], &len, &body].concat();
+    // It comes in three parts; the client's line follows the last one at once. (The
+    // scripted peek sees the first part alone, and takes the first pause as time gone by:
+    // the first pump reads two parts.)
+    let script = Script {
+        reads: VecDeque::from([
+            Act::Read(header[..1000].to_vec()),
+            Act::Block,
+            Act::Read(header[1000..1500].to_vec()),
+            Act::Block,
+            Act::Read([&header[1500..], b"hi\n"].concat()),
+        ]),
+        writes: writes_all(),
+        ..Script::default()
+    };
+    let mut c = Conn::awaiting_header(0, script, &mut l.cx());
+    assert_eq!(c.pump(0, &mut l.cx()), Status::Open);
+    assert!(matches!(c.session, Session::Unopened(Some(_))));
+    let Status::Proxied(header) = c.pump(0, &mut l.cx()) else {
+        panic!("no header")
+    };
+    let source = "10.1.2.3:4000".parse().unwrap();
+    assert!(matches!(header, Header::Proxied { source: s, .. } if s == source));
+    // Not a byte of the client's line was read with the header.
+    assert_eq!(c.io.reads.len(), 1);
+    begin_count(&mut l, &mut c, source);
+    assert!(c.io.written.ends_with(b"You entered 2 characters.\n"));
 }
 
 #[test]
