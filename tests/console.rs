@@ -216,9 +216,10 @@ fn a_flood_on_standard_input_stalls_no_client_and_holds_no_memory() {
     }
     flood.join().unwrap();
     p.wait_for("console: end of input");
-    // Every line is accounted for, in a few log lines rather than one each.
+    // Every line is accounted for, in two log lines each time the daemon caught up with the
+    // writer (at worst every read of 4 KiB), rather than one line each.
     assert_eq!(dropped_lines_logged(&p.seen), FLOOD as u64);
-    assert!(p.seen.len() < 1000, "{} log lines", p.seen.len());
+    assert!(p.seen.len() < FLOOD / 1000, "{} log lines", p.seen.len());
     let peak = status_kb(p.pid(), "VmHWM");
     assert!(peak < 64 * 1024, "peak resident memory {peak} kB");
 }
