@@ -138,8 +138,18 @@ impl Server {
         // closing a listener would reset them, so they are accepted (and served) first.
         self.accept_on_every_listener(now);
         // Closing the listeners refuses new connections; closing the UDP sockets ends
-        // their service. Each leaves the poll as it closes.
+        // their service. Each leaves the poll first: a socket an inetd or the service manager
+        // passed is theirs too, and closing this descriptor alone would leave it registered.
         for bound in &mut self.instances {
+            let registry = self.poll.registry();
+            let left = match &mut bound.socket {
+                Socket::Listener(s) => registry.deregister(s),
+                Socket::Udp(s) => registry.deregister(s),
+                Socket::Closed => Ok(()),
+            };
+            if let Err(e) = left {
+                debug!("{}: leaving the poll: {e}", bound.counted.instance);
+            }
             bound.socket = Socket::Closed;
         }
         self.loop_timers.disarm(LoopTimer::AcceptRetry);
