@@ -2,9 +2,10 @@
 //! namespace of the test's own (so the kernel's counters are the test's alone): the listener's
 //! backlog is the namespace's `net.core.somaxconn` as `ss` reports it, and 10,000 connects
 //! made at once are all queued, none dropped (`ListenOverflows` in `/proc/net/netstat` does not
-//! move), and all welcomed.
+//! move), and all welcomed. And on this machine's own network: the backlog in use is logged at
+//! `debug`, and a `--backlog` larger than `net.core.somaxconn` is warned of.
 //!
-//! It needs root, `ip` and `ss` (iproute2). Without them it is skipped with a message, except
+//! The burst needs root, `ip` and `ss` (iproute2). Without them it is skipped with a message, except
 //! under CI (`CI=true`), where a skip would hide it: there it fails.
 
 mod common;
@@ -97,6 +98,36 @@ fn ten_thousand_connects_at_once_are_queued_not_dropped() {
         "connections were dropped from the accept queue"
     );
     drop(burst);
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(), 0);
+}
+
+#[test]
+fn the_default_backlog_is_logged_and_a_larger_one_is_warned_of() {
+    let max: i64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut p = Proc::spawn(&["--tcp", "count@127.0.0.1:0"], "debug");
+    p.wait_for(&format!("listen backlog {max} (net.core.somaxconn)"));
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(), 0);
+    if max >= 65535 {
+        return eprintln!("net.core.somaxconn is {max}: no --backlog is larger");
+    }
+    let mut p = Proc::spawn(
+        &["--tcp", "count@127.0.0.1:0", "--backlog", "65535"],
+        "info",
+    );
+    let warning = p.wait_for("--backlog 65535");
+    assert!(
+        warning.contains(&format!(
+            "WARN  --backlog 65535 is more than net.core.somaxconn {max}: the kernel uses {max}"
+        )),
+        "{warning}"
+    );
+    p.listening(1);
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait_exit(), 0);
 }
