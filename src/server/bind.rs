@@ -104,7 +104,7 @@ pub fn default_backlog() -> (i32, String) {
 fn listen_backlog(asked: Option<i32>) -> i32 {
     let (backlog, from) = match asked {
         Some(asked) => {
-            if let Ok(max) = sockets::somaxconn().map(|max| max.min(asked)) {
+            if let Ok(max) = sockets::somaxconn() {
                 if max < asked {
                     warn!(
                         "--backlog {asked} is more than net.core.somaxconn {max}: the kernel uses {max}"

@@ -1,8 +1,7 @@
 //! The loop's life: serving, draining after a stop request (a signal or a `Shutdown` handle),
 //! stopping; the signals that do not stop it (`SIGUSR1`'s counters, `SIGHUP`'s reload of the
-//! access files, `SIGUSR2`); and
-//! the loop's own timers as they come due (the end of the grace period, the retry of
-//! accepting, the watchdog, `--exit-idle`).
+//! access files, `SIGUSR2`); and the loop's own timers as they come due (the end of the grace
+//! period, the retry of accepting, the watchdog, `--exit-idle`).
 
 use std::io;
 use std::sync::atomic::Ordering;
