@@ -25,7 +25,8 @@
 //! - `many` opens 200 connections (or `--count`) at once, reads every welcome, holds them
 //!   (`--hold`, 0 s by default: look at the server meanwhile), then sends each its line and
 //!   reads each reply. It says how many connects took a second or more: those found the
-//!   server's listen backlog full (docs/learn/seeds.md, "A backlog of 128").
+//!   server's listen backlog full (docs/learn/seeds.md, "A backlog of the kernel's maximum,
+//!   not 5").
 //!
 //! Every wait is bounded; each client exits 1 with a message when the server does not do
 //! what a count or echo server must.

@@ -4,9 +4,9 @@
 #   scripts/systemd-verify.sh
 #
 # Needs no running systemd: the units go into a scratch root (--root) next to a copy of this
-# machine's system units and a stand-in /usr/local/bin/oneloop, and are verified there, the
-# template as instances oneloop@1 and oneloop@2. verify runs man(1) for each unit's
-# Documentation=man:oneloop(1), which finds docs/oneloop.1 in the scratch root (MANPATH). Then
+# machine's system units and stand-ins for /usr/local/bin/oneloop and /bin/kill, and are
+# verified there, the template as instances oneloop@1 and oneloop@2. verify runs man(1) for
+# each unit's Documentation=man:oneloop(1), which finds docs/oneloop.1 in the scratch root (MANPATH). Then
 # prints the exposure score of `systemd-analyze security --offline=yes` for each service.
 # Installs Debian's systemd and man-db packages the first time (for systemd-analyze and man).
 # Time: about 2 s.
@@ -22,8 +22,12 @@ mkdir -p "$scratch/usr/local/bin" "$scratch/etc/systemd/system" "$scratch/usr/li
 cp "$ROOT/docs/oneloop.1" "$scratch/usr/share/man/man1/"
 export MANPATH=$scratch/usr/share/man
 cp -r /lib/systemd/system "$scratch/usr/lib/systemd/"
-printf '#!/bin/sh\n' >"$scratch/usr/local/bin/oneloop"
-chmod 755 "$scratch/usr/local/bin/oneloop"
+# Stand-ins for the commands the units run: the daemon, and the kill of ExecReload=.
+mkdir -p "$scratch/bin"
+for command in usr/local/bin/oneloop bin/kill; do
+    printf '#!/bin/sh\n' >"$scratch/$command"
+    chmod 755 "$scratch/$command"
+done
 cp "$units"/* "$scratch/etc/systemd/system/"
 
 cd "$scratch/etc/systemd/system"

@@ -178,6 +178,8 @@ fn a_prometheus_parser_reads_the_stats_body() {
         instances: &instances,
         open: 5,
         accept_pauses: 6,
+        reloads: 7,
+        reload_failures: 8,
         start_time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000),
     };
     let mut response = Vec::new();
@@ -260,6 +262,13 @@ fn a_prometheus_parser_reads_the_stats_body() {
             "counter",
             "oneloop_accept_pauses_total",
             6.0,
+        ),
+        global("oneloop_reloads", "counter", "oneloop_reloads_total", 7.0),
+        global(
+            "oneloop_reload_failures",
+            "counter",
+            "oneloop_reload_failures_total",
+            8.0,
         ),
         global(
             "oneloop_start_time_seconds",

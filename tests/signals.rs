@@ -13,7 +13,7 @@ fn sighup_sigusr1_and_sigusr2_leave_the_daemon_serving() {
     let mut held = count_client(addr);
     assert_eq!(count_reply(addr, b"one\n"), "You entered 3 characters.\n");
     p.signal(libc::SIGHUP);
-    p.wait_for("SIGHUP: ignored");
+    p.wait_for("SIGHUP: no access file to read again");
     p.signal(libc::SIGUSR2);
     p.signal(libc::SIGUSR1);
     let line = p.wait_for("connections open");

@@ -277,3 +277,36 @@ fn help_exits_0_and_unknown_flags_exit_2() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--yaml") && stderr.contains("usage"));
 }
+
+/// `net.core.somaxconn` of this machine, as the kernel shows it.
+fn somaxconn() -> i64 {
+    let text = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    text.trim().parse().unwrap()
+}
+
+#[test]
+fn the_listen_backlog_the_daemon_uses_is_shown_last() {
+    let (code, stdout, _) = sockopts(&[]);
+    assert_eq!(code, 0);
+    let last = stdout.lines().last().unwrap();
+    let words: Vec<&str> = last.split_whitespace().collect();
+    assert_eq!(words[..2], ["listen()", "backlog"], "{last}");
+    assert_eq!(words[2], somaxconn().to_string(), "{last}");
+    assert!(
+        last.ends_with("without --backlog: net.core.somaxconn)"),
+        "{last}"
+    );
+
+    let (code, stdout, _) = sockopts(&["--json"]);
+    assert_eq!(code, 0);
+    let json = Parser::parse(&stdout);
+    let backlog = json.get("listen_backlog").expect("listen_backlog");
+    assert_eq!(
+        backlog.get("value"),
+        Some(&Json::Number(somaxconn() as f64))
+    );
+    assert_eq!(
+        backlog.get("from"),
+        Some(&Json::Str("net.core.somaxconn".into()))
+    );
+}

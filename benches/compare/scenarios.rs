@@ -366,9 +366,10 @@ impl Sweep<'_> {
     }
 }
 
-/// oneloop's options in every run: room for the biggest scenario. The listen backlog stays at
-/// its default, 128, the one std and tokio listeners use too.
-const ONELOOP_OPTIONS: [&str; 2] = ["--max-connections", "20000"];
+/// oneloop's options in every run: room for the biggest scenario, and the listen backlog std
+/// and tokio listeners use, 128, rather than oneloop's own default (`net.core.somaxconn`), so
+/// that every design queues the same number of connections.
+const ONELOOP_OPTIONS: [&str; 4] = ["--max-connections", "20000", "--backlog", "128"];
 
 /// The command line of the built-in design `design`'s server; `extra` arguments go to oneloop.
 fn server_argv(design: &str, extra: &[&str]) -> Vec<OsString> {

@@ -46,6 +46,10 @@ Who may connect (CIDR: 192.168.0.0/16, ::1/128, or a plain address):
       --allow CIDR            serve only these sources; repeatable     [everyone]
       --deny CIDR             never serve these; repeatable; deny
                               wins over allow                          [none]
+      --allow-file PATH       --allow entries read from a file, one
+                              a line, # comments; repeatable; read
+                              again on SIGHUP                          [none]
+      --deny-file PATH        --deny entries from a file, likewise     [none]
       --max-per-source N      TCP connections one source holds at
                               once; 0 to 1000000, 0: no limit          [0]
       --max-rate N            new TCP connections a second per source,
@@ -79,7 +83,7 @@ Service options:
                               freely until the next line               [off]
       --time-epoch unix|1900  epoch of the 4-byte time                 [unix]
 Socket options:
-      --backlog N             listen() backlog; 1 to 65535             [128]
+      --backlog N             listen() backlog; 1 to 65535             [somaxconn]
       --no-reuseaddr          leave SO_REUSEADDR off on TCP listeners
                               (on by default; never on UDP sockets)
       --reuseport             SO_REUSEPORT (several daemons, one port)
@@ -89,8 +93,8 @@ Socket options:
       --sndbuf BYTES          SO_SNDBUF; 1 to 1073741823               [system]
       --bind-device IFACE     SO_BINDTODEVICE                          [none]
       --ipv6-only             IPV6_V6ONLY on IPv6 sockets              [dual-stack]
-  Linux caps --backlog at net.core.somaxconn and the buffers at
-  net.core.rmem_max/wmem_max.
+  Linux caps --backlog at net.core.somaxconn (the default backlog; 4096
+  when it cannot be read) and the buffers at net.core.rmem_max/wmem_max.
 systemd:
       --activated NAME=SERVICE  the service of the passed socket NAME
                               (else NAME itself: FileDescriptorName=count)
@@ -111,7 +115,8 @@ Logging: RUST_LOG=error|warn|info|debug|trace (default info), to stderr; with
   JOURNAL_STREAM naming stderr, each line starts with its syslog priority (<6>);
   with --inetd, to syslog (/dev/log) instead, unless stderr is the journal.
 Signals: SIGINT/SIGTERM drain for --shutdown-grace, then exit (a second one: at once);
-  SIGUSR1 logs the counters and the connections open; SIGHUP is logged and ignored;
+  SIGUSR1 logs the counters and the connections open; SIGHUP reads the access
+  files again (a bad one keeps the old lists) and is otherwise only logged;
   SIGUSR2 is ignored.
 Exit status: 0 after SIGINT/SIGTERM, 1 when it cannot start or every listener
   failed for good, 2 for a usage error.
@@ -251,7 +256,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
                 config.time_epoch = Epoch::parse(&value()?)
                     .ok_or_else(|| format!("{flag}: expected unix or 1900"))?
             }
-            "--backlog" => config.sockets.backlog = ranges::BACKLOG.parse(&flag, &value()?)?,
+            "--backlog" => config.sockets.backlog = Some(ranges::BACKLOG.parse(&flag, &value()?)?),
             "--no-reuseaddr" => config.sockets.reuse_address = false,
             "--reuseport" => config.sockets.reuse_port = true,
             "--keepalive" => config.sockets.keepalive = true,
@@ -266,6 +271,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "--ipv6-only" => config.sockets.ipv6_only = true,
             "--allow" => config.allow.push(cidr(&flag, &value()?)?),
             "--deny" => config.deny.push(cidr(&flag, &value()?)?),
+            "--allow-file" => config.allow_files.push(PathBuf::from(value()?)),
+            "--deny-file" => config.deny_files.push(PathBuf::from(value()?)),
             "--proxy-from" => config.proxy_from.push(cidr(&flag, &value()?)?),
             "--proxy-protocol" => config.proxy_protocol = true,
             "--max-per-source" => {
@@ -420,6 +427,9 @@ mod tests {
             "--allow=::1",
             "--deny",
             "10.0.0.7",
+            "--allow-file",
+            "/etc/oneloop/allow",
+            "--deny-file=deny.txt",
             "--max-per-source",
             "4",
             "--max-rate",
@@ -449,7 +459,7 @@ mod tests {
         assert_eq!(c.ack_reply, b"ok");
         assert_eq!(c.time_epoch, Epoch::Rfc868);
         let s = &c.sockets;
-        assert_eq!(s.backlog, 5);
+        assert_eq!(s.backlog, Some(5));
         assert!(!s.reuse_address && s.reuse_port && s.keepalive && s.nodelay && s.ipv6_only);
         assert_eq!((s.recv_buffer, s.send_buffer), (Some(4096), Some(8192)));
         assert_eq!(s.bind_device.as_deref(), Some("lo"));
@@ -458,6 +468,8 @@ mod tests {
         };
         assert_eq!(c.allow, nets(&["10.0.0.0/8", "::1"]));
         assert_eq!(c.deny, nets(&["10.0.0.7/32"]));
+        assert_eq!(c.allow_files, [PathBuf::from("/etc/oneloop/allow")]);
+        assert_eq!(c.deny_files, [PathBuf::from("deny.txt")]);
         assert_eq!((c.max_per_source, c.max_rate, c.udp_rate), (4, 20, 100));
         assert_eq!(c.inetd.map(|i| i.to_string()).as_deref(), Some("udp:time"));
         assert_eq!(c.exit_idle, Duration::from_secs(60));
@@ -589,7 +601,8 @@ mod tests {
         let c = run(&["--max-refusals", "0", "--idle-timeout", "31536000"]).unwrap();
         assert_eq!(c.max_refusals, 0);
         assert_eq!(c.idle_timeout, Duration::from_secs(31_536_000));
-        assert_eq!(run(&["--backlog", "65535"]).unwrap().sockets.backlog, 65535);
+        let backlog = run(&["--backlog", "65535"]).unwrap().sockets.backlog;
+        assert_eq!(backlog, Some(65535));
     }
 
     /// Checks that `flag VALUE` is refused with `FLAG: 'VALUE' WHY` for each of `values`.

@@ -174,10 +174,11 @@ pub fn run_cli(args: Vec<OsString>) -> u8 {
         let fresh = if opt.level == IPPROTO_IPV6 { &v6 } else { &v4 };
         (opt, read(opt, &fresh.tcp), read(opt, &fresh.udp))
     });
+    let backlog = crate::server::default_backlog();
     print_out(&if json {
-        json_table(rows)
+        json_table(rows, backlog)
     } else {
-        text_table(rows)
+        text_table(rows, backlog)
     })
 }
 
@@ -199,7 +200,13 @@ fn usage_error(e: lexopt::Error, usage: &str) -> u8 {
 
 type Row<'a> = (&'a SockOpt, Value, Value);
 
-fn text_table<'a>(rows: impl Iterator<Item = Row<'a>>) -> String {
+/// The listen backlog the daemon's listeners get without `--backlog`, and where it comes from.
+type Backlog = (i32, String);
+
+/// What the backlog line says after the number.
+const BACKLOG_MEANING: &str = "connections the kernel queues for accept() on a listener";
+
+fn text_table<'a>(rows: impl Iterator<Item = Row<'a>>, backlog: Backlog) -> String {
     let mut out = format!(
         "values on {SOCKETS}\n{:<13} {:<18} {:<18} {:<18} {}\n",
         "level", "option", "TCP", "UDP", "meaning"
@@ -215,10 +222,16 @@ fn text_table<'a>(rows: impl Iterator<Item = Row<'a>>) -> String {
             opt.meaning
         );
     }
+    let (value, from) = backlog;
+    let _ = writeln!(
+        out,
+        "{:<13} {:<18} {:<37} {BACKLOG_MEANING} (the daemon's, without --backlog: {from})",
+        "listen()", "backlog", value
+    );
     out
 }
 
-fn json_table<'a>(rows: impl Iterator<Item = Row<'a>>) -> String {
+fn json_table<'a>(rows: impl Iterator<Item = Row<'a>>, backlog: Backlog) -> String {
     let rows: Vec<String> = rows
         .map(|(opt, tcp, udp)| {
             format!(
@@ -231,10 +244,13 @@ fn json_table<'a>(rows: impl Iterator<Item = Row<'a>>) -> String {
             )
         })
         .collect();
+    let (value, from) = backlog;
     format!(
-        "{{\n  \"sockets\":{},\n  \"options\":[\n{}\n  ]\n}}\n",
+        "{{\n  \"sockets\":{},\n  \"options\":[\n{}\n  ],\n  \"listen_backlog\":{{\"value\":{value},\"from\":{},\"meaning\":{}}}\n}}\n",
         json_string(SOCKETS),
-        rows.join(",\n")
+        rows.join(",\n"),
+        json_string(&from),
+        json_string(BACKLOG_MEANING)
     )
 }
 

@@ -189,8 +189,9 @@ impl fmt::Display for Instance {
 /// Socket options applied to every listener and UDP socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketOptions {
-    /// `listen()` backlog.
-    pub backlog: i32,
+    /// `listen()` backlog (`--backlog`); `None`: the kernel's maximum, `net.core.somaxconn`,
+    /// read when the listeners are made.
+    pub backlog: Option<i32>,
     /// SO_REUSEADDR on TCP listeners (on unless `--no-reuseaddr`); UDP sockets never get it.
     pub reuse_address: bool,
     /// SO_REUSEPORT.
@@ -212,7 +213,7 @@ pub struct SocketOptions {
 impl Default for SocketOptions {
     fn default() -> Self {
         SocketOptions {
-            backlog: 128,
+            backlog: None,
             reuse_address: true,
             reuse_port: false,
             keepalive: false,
@@ -315,6 +316,11 @@ pub struct Config {
     pub allow: Vec<Cidr>,
     /// The sources never served (`--deny`); deny wins over allow.
     pub deny: Vec<Cidr>,
+    /// Files of more sources to serve (`--allow-file`), added to `allow`; read at start and
+    /// again on `SIGHUP`.
+    pub allow_files: Vec<PathBuf>,
+    /// Files of more sources never to serve (`--deny-file`), added to `deny`.
+    pub deny_files: Vec<PathBuf>,
     /// TCP connections one source may hold at once (`--max-per-source`); 0: no limit. An
     /// IPv6 source counts as its /64.
     pub max_per_source: usize,
@@ -359,6 +365,8 @@ impl Default for Config {
             proxy_protocol: false,
             allow: Vec::new(),
             deny: Vec::new(),
+            allow_files: Vec::new(),
+            deny_files: Vec::new(),
             max_per_source: 0,
             max_rate: 0,
             udp_rate: 0,
@@ -402,7 +410,9 @@ impl Config {
             .and(ranges::MAX_OUTPUT.check("--max-output", self.max_output))
             .and(ranges::WAIT.check("--linger", self.linger))
             .and(ranges::WAIT.check("--shutdown-grace", self.shutdown_grace))
-            .and(ranges::BACKLOG.check("--backlog", s.backlog))
+            .and(s.backlog.map_or(Ok(()), |backlog| {
+                ranges::BACKLOG.check("--backlog", backlog)
+            }))
             .and(
                 s.recv_buffer
                     .map_or(Ok(()), |size| ranges::SOCKET_BUFFER.check("--rcvbuf", size)),
@@ -686,7 +696,7 @@ mod tests {
                 "--shutdown-grace: 31536000.001 is out of range (0 to 31536000 s)".into(),
             ),
             (
-                |c| c.sockets.backlog = -1,
+                |c| c.sockets.backlog = Some(-1),
                 "--backlog: -1 is out of range (1 to 65535)".into(),
             ),
             (

@@ -234,6 +234,10 @@ pub const BACKLOG: Range<i32> = Range {
     unit: "",
 };
 
+/// The listen backlog with no `--backlog` when `net.core.somaxconn` cannot be read: the
+/// kernel's own default for it since Linux 5.4.
+pub const BACKLOG_FALLBACK: i32 = 4096;
+
 /// `--rcvbuf` and `--sndbuf`: Linux takes an `int` and doubles it, so half of
 /// `i32::MAX` is the largest size it can honour (it caps it at `net.core.rmem_max` or
 /// `net.core.wmem_max` as well).

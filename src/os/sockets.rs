@@ -15,8 +15,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::SocketOptions;
 
-/// A non-blocking TCP listener on `addr`, listening with the configured backlog.
-pub fn tcp_listener(addr: SocketAddr, opts: &SocketOptions) -> io::Result<mio::net::TcpListener> {
+/// A non-blocking TCP listener on `addr`, listening with `backlog`.
+pub fn tcp_listener(
+    addr: SocketAddr,
+    opts: &SocketOptions,
+    backlog: i32,
+) -> io::Result<mio::net::TcpListener> {
     let socket = configured(addr, Type::STREAM, Protocol::TCP, opts)?;
     socket.set_reuse_address(opts.reuse_address)?;
     if opts.keepalive {
@@ -26,8 +30,18 @@ pub fn tcp_listener(addr: SocketAddr, opts: &SocketOptions) -> io::Result<mio::n
         socket.set_tcp_nodelay(true)?;
     }
     socket.bind(&addr.into())?;
-    socket.listen(opts.backlog)?;
+    socket.listen(backlog)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// `net.core.somaxconn`, the kernel's cap on a listen backlog (up to `i32::MAX`).
+pub fn somaxconn() -> io::Result<i32> {
+    let text = std::fs::read_to_string("/proc/sys/net/core/somaxconn")?;
+    let max: i64 = text
+        .trim()
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("'{}'", text.trim())))?;
+    Ok(max.clamp(1, i64::from(i32::MAX)) as i32)
 }
 
 /// A non-blocking UDP socket bound to `addr`, without SO_REUSEADDR: UDP has no TIME_WAIT for
@@ -194,13 +208,18 @@ mod tests {
 
     #[test]
     fn listener_has_reuseaddr_by_default_and_not_when_asked() {
-        let on = tcp_listener("127.0.0.1:0".parse().unwrap(), &SocketOptions::default()).unwrap();
+        let on = tcp_listener(
+            "127.0.0.1:0".parse().unwrap(),
+            &SocketOptions::default(),
+            128,
+        )
+        .unwrap();
         assert!(socket2::SockRef::from(&on).reuse_address().unwrap());
         let opts = SocketOptions {
             reuse_address: false,
             ..SocketOptions::default()
         };
-        let off = tcp_listener("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        let off = tcp_listener("127.0.0.1:0".parse().unwrap(), &opts, 128).unwrap();
         assert!(!socket2::SockRef::from(&off).reuse_address().unwrap());
     }
 
@@ -245,7 +264,7 @@ mod tests {
             reuse_port: true,
             ..SocketOptions::default()
         };
-        let l = tcp_listener("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        let l = tcp_listener("127.0.0.1:0".parse().unwrap(), &opts, 128).unwrap();
         let s = socket2::SockRef::from(&l);
         assert!(s.keepalive().unwrap());
         assert!(s.tcp_nodelay().unwrap());

@@ -83,6 +83,12 @@ impl Gate {
         }
     }
 
+    /// Puts `access` in force (`None`: everyone may connect) from the next decision on. The
+    /// per-source tables are kept: a source holds its places and its rate whatever the lists.
+    pub fn set_access(&mut self, access: Option<AccessList>) {
+        self.access = access;
+    }
+
     /// Whether a connection from `ip` must begin with a PROXY header.
     pub fn expects_header(&self, ip: IpAddr) -> bool {
         self.proxy_all || self.proxies.as_ref().is_some_and(|p| p.contains(ip))
@@ -195,6 +201,28 @@ mod tests {
         assert_eq!(
             gate.admit(ip("127.0.0.1"), 0, false, true),
             Admission::Limited(None)
+        );
+    }
+
+    #[test]
+    fn new_access_lists_keep_the_per_source_tables() {
+        let mut gate = Gate::new(&Rules {
+            max_per_source: 2,
+            ..Rules::default()
+        });
+        assert!(gate.admit(ip("10.0.0.1"), 0, false, false).serves());
+        let deny = [Cidr::parse("10.0.0.1").unwrap()];
+        gate.set_access(AccessList::new(&[], &deny));
+        assert_eq!(
+            gate.admit(ip("10.0.0.1"), 0, false, false),
+            Admission::Denied
+        );
+        gate.set_access(None);
+        assert_eq!(gate.sizes().holding, 1);
+        assert!(gate.admit(ip("10.0.0.1"), 0, false, false).serves());
+        assert_eq!(
+            gate.admit(ip("10.0.0.1"), 0, false, false),
+            Admission::Limited(Some(2))
         );
     }
 

@@ -11,6 +11,7 @@ use log::{debug, info, warn};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Interest, Poll, Waker};
 
+use super::access_files::AccessFiles;
 use super::conn::Shared;
 use super::console::Console;
 use super::counters::{Counters, InstanceCounters};
@@ -22,7 +23,7 @@ use super::token::{Target, Tokens};
 use super::udp::Udp;
 use super::{Server, Shutdown};
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, Instance};
+use crate::config::{ranges, Config, ConfigError, Instance};
 use crate::os::sockets;
 use crate::os::systemd::{Activated, Notifier};
 use crate::policy::gate::{Gate, Rules};
@@ -37,12 +38,15 @@ pub enum BindError {
     Bind(String, io::Error),
     /// The poll, waker or signal handlers could not be set up.
     Setup(io::Error),
+    /// An access file cannot be used (the text names it, and its line when one is bad).
+    Access(String),
 }
 
 impl std::fmt::Display for BindError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BindError::Config(e) => write!(f, "{e}"),
+            BindError::Access(why) => f.write_str(why),
             BindError::Bind(what, e) => write!(f, "cannot bind {what}: {}", sockets::reason(e)),
             BindError::Setup(e) => write!(f, "cannot start the event loop: {}", sockets::reason(e)),
         }
@@ -54,6 +58,7 @@ impl std::error::Error for BindError {
         match self {
             BindError::Config(e) => Some(e),
             BindError::Bind(_, e) | BindError::Setup(e) => Some(e),
+            BindError::Access(_) => None,
         }
     }
 }
@@ -78,6 +83,40 @@ impl AsRef<InstanceCounters> for Bound {
     fn as_ref(&self) -> &InstanceCounters {
         &self.counted
     }
+}
+
+/// The listen backlog when none is asked for, and where the number comes from: the kernel's
+/// maximum (`net.core.somaxconn`, as it is, up to `i32::MAX`), so that a burst of connections
+/// waits in the queue instead of being dropped and sent again a second later; when it cannot be
+/// read, [`ranges::BACKLOG_FALLBACK`].
+pub fn default_backlog() -> (i32, String) {
+    match sockets::somaxconn() {
+        Ok(max) => (max, "net.core.somaxconn".to_string()),
+        Err(e) => (
+            ranges::BACKLOG_FALLBACK,
+            format!("net.core.somaxconn cannot be read: {}", sockets::reason(&e)),
+        ),
+    }
+}
+
+/// The backlog the listeners get: `--backlog` when asked, with a warning when the kernel caps
+/// it lower, else [`default_backlog`].
+fn listen_backlog(asked: Option<i32>) -> i32 {
+    let (backlog, from) = match asked {
+        Some(asked) => {
+            if let Ok(max) = sockets::somaxconn() {
+                if max < asked {
+                    warn!(
+                        "--backlog {asked} is more than net.core.somaxconn {max}: the kernel uses {max}"
+                    );
+                }
+            }
+            (asked, "--backlog".to_string())
+        }
+        None => default_backlog(),
+    };
+    debug!("listen backlog {backlog} ({from})");
+    backlog
 }
 
 impl Server {
@@ -111,13 +150,34 @@ impl Server {
             None
         };
 
+        let access_files = AccessFiles::open(
+            &config.allow,
+            &config.deny,
+            &config.allow_files,
+            &config.deny_files,
+        )
+        .map_err(BindError::Access)?;
+        let access = access_files.load().map_err(BindError::Access)?;
+        if !access_files.is_empty() {
+            info!("access lists: {} entries in force", access.len());
+        }
+
         // The configured instances' sockets, then the passed ones.
+        let tcp = config
+            .instances
+            .iter()
+            .any(|i| i.transport == Transport::Tcp);
+        let backlog = if tcp {
+            listen_backlog(config.sockets.backlog)
+        } else {
+            0
+        };
         let mut opened = Vec::with_capacity(count);
         for asked in &config.instances {
             let cannot = |e| BindError::Bind(format!("{} {}", asked.transport, asked.addr), e);
             let socket = match asked.transport {
                 Transport::Tcp => Socket::Listener(
-                    sockets::tcp_listener(asked.addr, &config.sockets).map_err(cannot)?,
+                    sockets::tcp_listener(asked.addr, &config.sockets, backlog).map_err(cannot)?,
                 ),
                 Transport::Udp => {
                     Socket::Udp(sockets::udp_socket(asked.addr, &config.sockets).map_err(cannot)?)
@@ -182,8 +242,8 @@ impl Server {
             .then(|| Stepper::open(poll.registry(), tokens.token(Target::Console)))
             .flatten();
         let gate = Gate::new(&Rules {
-            allow: &config.allow,
-            deny: &config.deny,
+            allow: &access.allow,
+            deny: &access.deny,
             proxy_from: &config.proxy_from,
             proxy_all: config.proxy_protocol,
             max_per_source: config.max_per_source,
@@ -209,6 +269,9 @@ impl Server {
             lifecycle: Lifecycle::Serving,
             starved: false,
             accept_pauses: 0,
+            reloads: 0,
+            reload_failures: 0,
+            access_files,
             start_time: SystemTime::now(),
             notifier: Notifier::from_env(),
             console,

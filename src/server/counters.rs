@@ -95,6 +95,10 @@ pub struct Snapshot<'a, I = InstanceCounters> {
     pub open: u64,
     /// How often accepting paused for lack of file descriptors.
     pub accept_pauses: u64,
+    /// `SIGHUP` reloads of the access files that took effect.
+    pub reloads: u64,
+    /// `SIGHUP` reloads that failed and left the old access lists in force.
+    pub reload_failures: u64,
     /// When the daemon started.
     pub start_time: SystemTime,
 }
@@ -183,6 +187,8 @@ pub const NO_METRICS: Snapshot<'static> = Snapshot {
     instances: &[],
     open: 0,
     accept_pauses: 0,
+    reloads: 0,
+    reload_failures: 0,
     start_time: SystemTime::UNIX_EPOCH,
 };
 
@@ -216,6 +222,18 @@ impl<I: AsRef<InstanceCounters> + std::fmt::Debug> Metrics for Snapshot<'_, I> {
                 "Times accepting paused for lack of file descriptors.",
                 "counter",
                 snapshot.accept_pauses,
+            ),
+            (
+                "oneloop_reloads_total",
+                "Reloads of the access files on SIGHUP that took effect.",
+                "counter",
+                snapshot.reloads,
+            ),
+            (
+                "oneloop_reload_failures_total",
+                "Reloads of the access files on SIGHUP that failed and kept the old lists.",
+                "counter",
+                snapshot.reload_failures,
             ),
             (
                 "oneloop_start_time_seconds",
@@ -330,6 +348,8 @@ mod tests {
             instances,
             open: 2,
             accept_pauses: 1,
+            reloads: 2,
+            reload_failures: 3,
             start_time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         }
     }
@@ -374,6 +394,12 @@ oneloop_connections_open 2
 # HELP oneloop_accept_pauses_total Times accepting paused for lack of file descriptors.
 # TYPE oneloop_accept_pauses_total counter
 oneloop_accept_pauses_total 1
+# HELP oneloop_reloads_total Reloads of the access files on SIGHUP that took effect.
+# TYPE oneloop_reloads_total counter
+oneloop_reloads_total 2
+# HELP oneloop_reload_failures_total Reloads of the access files on SIGHUP that failed and kept the old lists.
+# TYPE oneloop_reload_failures_total counter
+oneloop_reload_failures_total 3
 # HELP oneloop_start_time_seconds Start time of the daemon since the Unix epoch, in seconds.
 # TYPE oneloop_start_time_seconds gauge
 oneloop_start_time_seconds 1700000000

@@ -1,13 +1,13 @@
 //! The loop's life: serving, draining after a stop request (a signal or a `Shutdown` handle),
-//! stopping; the signals that do not stop it (`SIGUSR1`'s counters, `SIGHUP`, `SIGUSR2`); and
-//! the loop's own timers as they come due (the end of the grace period, the retry of
-//! accepting, the watchdog, `--exit-idle`).
+//! stopping; the signals that do not stop it (`SIGUSR1`'s counters, `SIGHUP`'s reload of the
+//! access files, `SIGUSR2`); and the loop's own timers as they come due (the end of the grace
+//! period, the retry of accepting, the watchdog, `--exit-idle`).
 
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use log::{debug, info, trace};
+use log::{debug, info, trace, warn};
 use mio::{Interest, Poll};
 use signal_hook_mio::v1_0::Signals;
 
@@ -123,9 +123,32 @@ impl Server {
                     sizes.datagram_rates
                 );
             }
-            SIGHUP => info!("SIGHUP: ignored (there is no configuration file to read again)"),
+            SIGHUP => self.reload(),
             SIGUSR2 => debug!("SIGUSR2: ignored"),
             other => debug!("signal {other}: ignored"),
+        }
+    }
+
+    /// `SIGHUP`: the access files read again. New connections and datagrams are judged by the
+    /// new lists from the next event on; the connections held and the per-source tables are
+    /// left alone. A file that cannot be used leaves every old entry in force.
+    fn reload(&mut self) {
+        if self.access_files.is_empty() {
+            return info!("SIGHUP: no access file to read again (--allow-file, --deny-file)");
+        }
+        match self.access_files.load() {
+            Ok(entries) => {
+                self.gate.set_access(entries.list());
+                self.reloads += 1;
+                info!(
+                    "SIGHUP: access files read again: {} entries in force",
+                    entries.len()
+                );
+            }
+            Err(why) => {
+                self.reload_failures += 1;
+                warn!("SIGHUP: {why}: the access lists in force are kept");
+            }
         }
     }
 

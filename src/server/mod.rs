@@ -35,6 +35,7 @@
 //! a client stops reading and when it catches up.
 
 mod accept;
+mod access_files;
 mod bind;
 mod conn;
 mod console;
@@ -56,8 +57,8 @@ use std::time::{Duration, SystemTime};
 use log::info;
 use mio::{Events, Poll, Waker};
 
-pub use bind::BindError;
 use bind::Bound;
+pub use bind::{default_backlog, BindError};
 use conn::{Cx, Shared, State, Status};
 use console::Console;
 use counters::{Counters, Snapshot};
@@ -140,6 +141,12 @@ pub struct Server {
     starved: bool,
     /// How often accepting paused for lack of descriptors (for `stats`).
     accept_pauses: u64,
+    /// `SIGHUP` reloads of the access files that took effect, and those that failed (for
+    /// `stats`).
+    reloads: u64,
+    reload_failures: u64,
+    /// The access files, read again on `SIGHUP`.
+    access_files: access_files::AccessFiles,
     /// When the daemon started (for `stats`).
     start_time: SystemTime,
     notifier: Notifier,
@@ -307,6 +314,8 @@ impl Server {
             instances: &self.instances,
             open: self.conns.held() as u64,
             accept_pauses: self.accept_pauses,
+            reloads: self.reloads,
+            reload_failures: self.reload_failures,
             start_time: self.start_time,
         };
         let console = self.console.as_ref().is_some_and(Console::is_open);

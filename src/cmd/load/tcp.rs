@@ -31,9 +31,9 @@ use super::pacing::Pacing;
 use super::report::{Failure, Tally};
 use super::time::{Expiry, Micros, NEVER};
 
-/// The most `hold` connections connecting or waiting for their welcome at once: below the
-/// daemon's default listen backlog (128), so the backlog never overflows and no SYN has to
-/// be retried a second later.
+/// The most `hold` connections connecting or waiting for their welcome at once: below 128, the
+/// listen backlog of std's and tokio's listeners (oneloop's own is larger), so the backlog
+/// of any server measured never overflows and no SYN has to be retried a second later.
 const OPENING_AT_ONCE: usize = 100;
 
 /// One connection.
