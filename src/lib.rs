@@ -29,7 +29,7 @@
 //!   │
 //!   ├── policy/  who is served and how much: access lists, per-source tables, the gate
 //!   ├── os/      Linux calls that decide nothing: sockets, batched datagrams, systemd,
-//!   │            privileges (all of the crate's `unsafe` is here)
+//!   │            privileges (all of the crate's `unsafe` is here, tests aside)
 //!   ├── log/     how log lines look and where they go: stderr, the journal, syslog
 //!   │
 //! config/   what the daemon is asked to do, with the range of every number

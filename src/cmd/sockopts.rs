@@ -15,6 +15,8 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use libc::{c_int, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP, SOL_SOCKET};
 use socket2::{Domain, Socket, Type};
+
+use crate::os::raw::{getsockopt, AnyBits};
 use Kind::{Flag, Linger, Name, Number, SocketType, Timeval};
 
 /// Which sockets the values are read on.
@@ -272,6 +274,11 @@ const ZERO_TIMEVAL: libc::timeval = libc::timeval {
     tv_usec: 0,
 };
 
+/// `opt` of the socket `fd`, as the kernel sets it.
+fn get<T: AnyBits>(fd: RawFd, opt: &SockOpt, value: T) -> io::Result<T> {
+    getsockopt(fd, opt.level, opt.opt, value)
+}
+
 /// Reads one option from one socket, decoding it by its kind.
 fn read(opt: &SockOpt, socket: &io::Result<Socket>) -> Value {
     let fd = match socket {
@@ -298,41 +305,6 @@ fn read(opt: &SockOpt, socket: &io::Result<Socket>) -> Value {
 /// The milliseconds in a `timeval` (its field types differ between targets).
 fn millis(secs: impl Into<i64>, micros: impl Into<i64>) -> i64 {
     secs.into() * 1000 + micros.into() / 1000
-}
-
-/// Types for which every byte pattern is a valid value, so the kernel may fill them.
-///
-/// # Safety
-/// Only for plain C integers and structs of them, and byte arrays.
-unsafe trait AnyBits {}
-// SAFETY: integers, structs of integers and byte arrays have no invalid bit patterns.
-unsafe impl AnyBits for c_int {}
-// SAFETY: as above.
-unsafe impl AnyBits for libc::linger {}
-// SAFETY: as above.
-unsafe impl AnyBits for libc::timeval {}
-// SAFETY: as above.
-unsafe impl<const N: usize> AnyBits for [u8; N] {}
-
-/// `getsockopt(fd, level, opt, &mut value, sizeof value)`: the value as the kernel sets it.
-fn get<T: AnyBits>(fd: RawFd, opt: &SockOpt, mut value: T) -> io::Result<T> {
-    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
-    // SAFETY: `value` is a live, writable T of `len` bytes; the kernel writes at most `len`
-    // bytes into it, and any bytes it writes make a valid T (`AnyBits`).
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            opt.level,
-            opt.opt,
-            (&mut value as *mut T).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(value)
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 fn socket_type_name(t: c_int) -> String {

@@ -7,6 +7,7 @@
 pub mod files;
 pub mod mmsg;
 pub mod privileges;
+pub mod raw;
 pub mod sockets;
 pub mod systemd;
 

@@ -102,8 +102,7 @@ fn run(o: &Options) -> Result<u8, Refusal> {
     let timeout = micros(o.timeout);
     let end = start.saturating_add(micros(o.duration));
     let mut tally = Tally::default();
-    // SAFETY: isatty only inspects the descriptor.
-    let live = unsafe { libc::isatty(libc::STDERR_FILENO) } == 1;
+    let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let drove = match o.scenario {
         Scenario::Count | Scenario::Hold => {
             let mode = match (o.scenario, o.rate) {

@@ -370,7 +370,9 @@ fn connect(target: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream
         Some(Protocol::TCP),
     )?;
     if let Some(ip) = source {
-        bind_address_no_port(&socket)?;
+        // Without it every bound socket would hold an ephemeral port of its own, and a run
+        // would stop at ~28,000 connections per source.
+        crate::os::raw::bind_address_no_port(socket.as_raw_fd())?;
         socket.bind(&SocketAddr::from((ip, 0)).into())?;
     }
     match socket.connect(&target.into()) {
@@ -378,29 +380,6 @@ fn connect(target: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream
         _ => {}
     }
     Ok(TcpStream::from_std(socket.into()))
-}
-
-/// `IP_BIND_ADDRESS_NO_PORT`: a bind to port 0 leaves the port to `connect`, which may then
-/// reuse one port for different destinations. Without it every bound socket would hold an
-/// ephemeral port of its own, and a run would stop at ~28,000 connections per source.
-fn bind_address_no_port(socket: &Socket) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: the descriptor is open for the call, and the option value is a c_int we own
-    // whose size is passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// The first event of a connecting socket: the handshake completed or failed. A plain
