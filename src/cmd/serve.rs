@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::config::{ranges, Config, Inetd, Instance, Privileges};
+use crate::config::{ranges, Config, Inetd, Instance, Privileges, Sandbox};
 use crate::log::init_logging;
 use crate::os::privileges::{DropError, Plan};
 use crate::os::systemd;
@@ -66,6 +66,11 @@ Privileges (dropped once every socket is bound):
       --group NAME            serve as this group (with --user)        [the user's]
       --chroot DIR            change root to DIR, an absolute path
                               (with --user)                            [none]
+      --sandbox[=log]         then allow only the system calls the
+                              loop makes (seccomp, and Landlock where
+                              the kernel has it); any other call ends
+                              the process with SIGSYS, or with =log
+                              goes through and the kernel logs it      [off]
 Service options:
       --ack-reply TEXT        text ack adds after each 'I get it!',
                               at most 4096 bytes                       [empty]
@@ -154,7 +159,8 @@ pub fn serve(args: Vec<OsString>) -> u8 {
         config.instances = Instance::defaults();
     }
     let privileges = config.privileges.clone();
-    let server = match Server::bind_with(config, activated) {
+    let sandbox = config.sandbox;
+    let mut server = match Server::bind_with(config, activated) {
         Ok(server) => server,
         Err(e) => {
             log::error!("{e}");
@@ -166,6 +172,18 @@ pub fn serve(args: Vec<OsString>) -> u8 {
     if let Err(e) = drop_privileges(&privileges) {
         log::error!("{e}");
         return 1;
+    }
+    // The last step: from here on only the loop's own system calls.
+    if let Some(mode) = sandbox {
+        server.read_host_now();
+        let (log_fd, log_prefix) = crate::log::error_sink();
+        match crate::os::sandbox::install(mode, log_fd, &log_prefix) {
+            Ok(installed) => log::info!("{installed}"),
+            Err(e) => {
+                log::error!("{e}");
+                return 1;
+            }
+        }
     }
     match server.run() {
         Ok(_) => 0,
@@ -267,6 +285,18 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "--user" => config.privileges.user = Some(value()?),
             "--group" => config.privileges.group = Some(value()?),
             "--chroot" => config.privileges.chroot = Some(PathBuf::from(value()?)),
+            "--sandbox" => {
+                config.sandbox = Some(match parser.optional_value() {
+                    None => Sandbox::Enforce,
+                    Some(v) if v == "log" => Sandbox::Log,
+                    Some(v) => {
+                        return Err(format!(
+                            "--sandbox: expected --sandbox or --sandbox=log, got '={}'",
+                            v.to_string_lossy()
+                        ))
+                    }
+                })
+            }
             "--activated" => {
                 let (name, service) = activated(&value()?)?;
                 if config.activated.iter().any(|(known, _)| *known == name) {

@@ -32,6 +32,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, Write};
 use std::mem::MaybeUninit;
+use std::os::fd::{IntoRawFd, RawFd};
 use std::sync::Mutex;
 
 use log::Level;
@@ -55,19 +56,7 @@ const FACILITY_DAEMON: u8 = 3 << 3;
 
 /// Sets up the log as the module documentation describes. A second call changes nothing.
 pub fn init_logging() {
-    let stderr = stderr_stat();
-    let style = if names_stream(
-        std::env::var_os("JOURNAL_STREAM").as_deref(),
-        stderr.map(file_id),
-    ) {
-        Style::Journal
-    } else if stderr.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK) {
-        Style::Syslog {
-            pid: std::process::id(),
-        }
-    } else {
-        Style::Plain
-    };
+    let style = style();
     let collapse = Mutex::new(Collapse::default());
     let env = env_logger::Env::default().default_filter_or("info");
     let mut builder = env_logger::Builder::new();
@@ -98,6 +87,41 @@ pub fn init_logging() {
             }
         })
         .try_init();
+}
+
+/// Where the lines go: the journal, syslog when standard error is another socket, else
+/// plain standard error.
+fn style() -> Style {
+    let stderr = stderr_stat();
+    if names_stream(
+        std::env::var_os("JOURNAL_STREAM").as_deref(),
+        stderr.map(file_id),
+    ) {
+        Style::Journal
+    } else if stderr.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK) {
+        Style::Syslog {
+            pid: std::process::id(),
+        }
+    } else {
+        Style::Plain
+    }
+}
+
+/// Where an error line written without the logger goes (a signal handler's), and how it
+/// starts: standard error with `ERROR ` (`<3>ERROR ` for the journal), or, when the log is
+/// syslog, a socket of its own connected to `/dev/log` (open for the rest of the process;
+/// -1 when syslog cannot be reached) with `<27>oneloop[PID]: `.
+pub fn error_sink() -> (RawFd, Vec<u8>) {
+    let style = style();
+    let mut prefix = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write_line(&mut prefix, style, Level::Error, format_args!(""));
+    prefix.pop(); // the line's \n
+    let fd = match style {
+        Style::Syslog { .. } => syslog::connect().map_or(-1, IntoRawFd::into_raw_fd),
+        Style::Plain | Style::Journal => libc::STDERR_FILENO,
+    };
+    (fd, prefix)
 }
 
 /// Whether standard error is the journal: `JOURNAL_STREAM` names its device and inode.

@@ -143,6 +143,12 @@ impl Server {
             .map(|i| i.addr)
     }
 
+    /// Reads now what serving would read later from the host (the interfaces' broadcast
+    /// addresses, when there is a UDP service): for a sandbox installed before `run`.
+    pub fn read_host_now(&mut self) {
+        self.udp.read_interfaces_now();
+    }
+
     /// A handle that stops `run` from another thread.
     pub fn shutdown_handle(&self) -> Shutdown {
         self.shutdown.clone()
