@@ -287,6 +287,7 @@ impl DevLog {
         .arg(&self.dir)
         .arg(program)
         .args(args);
+        sandbox_if_asked(&mut cmd);
         cmd
     }
 
@@ -449,7 +450,8 @@ fn start_inetd(dev_log: &DevLog) -> (Proc, SocketAddr, SocketAddr) {
         let line = |port: u16, kind: &str, service: &str| {
             format!(
                 "127.0.0.1:{port} {kind} wait root {ONELOOP} oneloop --inetd {service} \
-                 --exit-idle 1\n"
+                 --exit-idle 1{}\n",
+                common::sandbox_suffix()
             )
         };
         let text = line(tcp, "stream tcp", "tcp:count") + &line(udp, "dgram udp", "udp:time");

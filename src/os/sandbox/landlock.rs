@@ -23,7 +23,7 @@ fn handled_access_fs(abi: i64) -> u64 {
 
 /// Restricts the process (and any child) to no file system access; returns the kernel's
 /// Landlock ABI version, or why it could not. Needs `PR_SET_NO_NEW_PRIVS` first.
-pub(crate) fn restrict() -> io::Result<i64> {
+pub fn restrict() -> io::Result<i64> {
     // SAFETY: with a null attribute and the version flag the kernel only answers a number.
     let abi = unsafe {
         libc::syscall(
