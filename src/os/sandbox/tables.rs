@@ -3,9 +3,15 @@
 //! - `survey`: the loop makes it; `docs/sandbox-survey.txt` lists the calls the daemon made
 //!   in every scenario of `scripts/sandbox-survey.sh` (glibc and musl, x86_64), and a test
 //!   checks that this group and the survey name the same calls;
-//! - `always`: allowed though a scenario may not show it: the clock when the vDSO is missing,
-//!   what a panic needs to write its message and end the process, and what reconnecting to
-//!   syslog needs (an `AF_UNIX` datagram socket, `connect`, `FIONBIO`);
+//! - `always`: allowed though no scenario shows it: the clock when the vDSO is missing
+//!   (`clock_gettime`, `gettimeofday`, `time`, the `_time64` ones); what a panic needs to
+//!   write its message and end the process (`write`, `writev`, `futex`, `rt_sigprocmask`,
+//!   `rt_sigaction`, `getpid`, `gettid`, `tgkill`/`tkill` to itself, `exit`, `exit_group`,
+//!   `sigaltstack`, `munmap`, `madvise`); what the allocator may do under a load the scenarios
+//!   do not reach (`brk`, `mremap`, `mprotect` without `PROT_EXEC`); `getrandom`, which seeds
+//!   the standard library's hash maps once (before the filter, in every scenario); what
+//!   reconnecting to syslog needs (an `AF_UNIX` socket, `connect`, `ioctl(FIONBIO)`); and
+//!   `restart_syscall`, the kernel's own for a call a signal interrupted;
 //! - `probed`: calls C libraries try and do without; they fail with `ENOSYS`.
 //!
 //! The numbers are never typed: on the architecture the daemon is built for they are the
@@ -118,12 +124,11 @@ table! {
         libc::SYS_write: Allow,
         libc::SYS_recvfrom: Allow,
         libc::SYS_sendto: Allow,
+        libc::SYS_sendmsg: Allow,
         libc::SYS_recvmmsg: Allow,
         libc::SYS_sendmmsg: Allow,
         libc::SYS_shutdown: Allow,
         libc::SYS_close: Allow,
-        libc::SYS_getrandom: Allow,
-        libc::SYS_brk: Allow,
         libc::SYS_mmap: NoExec,
         libc::SYS_munmap: Allow,
         libc::SYS_rt_sigreturn: Allow,
@@ -132,6 +137,8 @@ table! {
         libc::SYS_exit_group: Allow,
     }
     Always {
+        libc::SYS_brk: Allow,
+        libc::SYS_getrandom: Allow,
         libc::SYS_clock_gettime: Allow,
         libc::SYS_gettimeofday: Allow,
         libc::SYS_time: Allow,
@@ -173,12 +180,11 @@ table! {
         libc::SYS_write: Allow,
         libc::SYS_recvfrom: Allow,
         libc::SYS_sendto: Allow,
+        libc::SYS_sendmsg: Allow,
         libc::SYS_recvmmsg: Allow,
         libc::SYS_sendmmsg: Allow,
         libc::SYS_shutdown: Allow,
         libc::SYS_close: Allow,
-        libc::SYS_getrandom: Allow,
-        libc::SYS_brk: Allow,
         libc::SYS_mmap: NoExec,
         libc::SYS_munmap: Allow,
         libc::SYS_rt_sigreturn: Allow,
@@ -187,6 +193,8 @@ table! {
         libc::SYS_exit_group: Allow,
     }
     Always {
+        libc::SYS_brk: Allow,
+        libc::SYS_getrandom: Allow,
         libc::SYS_clock_gettime: Allow,
         libc::SYS_gettimeofday: Allow,
         libc::SYS_writev: Allow,
@@ -239,14 +247,13 @@ table! {
         libc::SYS_recvfrom: Allow,
         libc::SYS_recv: Allow,
         libc::SYS_sendto: Allow,
+        libc::SYS_sendmsg: Allow,
         libc::SYS_send: Allow,
         libc::SYS_recvmmsg: Allow,
         time64::SYS_recvmmsg_time64: Allow,
         libc::SYS_sendmmsg: Allow,
         libc::SYS_shutdown: Allow,
         libc::SYS_close: Allow,
-        libc::SYS_getrandom: Allow,
-        libc::SYS_brk: Allow,
         libc::SYS_mmap2: NoExec,
         libc::SYS_munmap: Allow,
         libc::SYS_rt_sigreturn: Allow,
@@ -256,6 +263,8 @@ table! {
         libc::SYS_exit_group: Allow,
     }
     Always {
+        libc::SYS_brk: Allow,
+        libc::SYS_getrandom: Allow,
         libc::SYS_clock_gettime: Allow,
         time64::SYS_clock_gettime64: Allow,
         libc::SYS_clock_getres: Allow,
@@ -430,6 +439,40 @@ pub(crate) mod tests {
             ("futex_time64", time64::SYS_futex_time64),
         ] {
             assert_eq!(riscv32.get(name), Some(&(n as u32)), "{name}");
+        }
+    }
+
+    /// The survey (`docs/sandbox-survey.txt`, or the file `ONELOOP_SURVEY` names, which
+    /// `scripts/sandbox-survey.sh --check` has just made) and x86_64's table: every call
+    /// surveyed is in the table, and every call of its `Survey` group was surveyed.
+    #[test]
+    fn the_survey_and_the_table_agree() {
+        let path = std::env::var_os("ONELOOP_SURVEY").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/sandbox-survey.txt"),
+            PathBuf::from,
+        );
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut surveyed = BTreeSet::new();
+        for libc in ["glibc", "musl"] {
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(libc)?.strip_prefix(": "))
+                .unwrap_or_else(|| panic!("no {libc} line in {}", path.display()));
+            surveyed.extend(line.split_whitespace());
+        }
+        let table: BTreeMap<_, _> = X86_64.calls.iter().map(|c| (c.name(), c.why)).collect();
+        for call in &surveyed {
+            assert!(
+                table.contains_key(call),
+                "the daemon makes {call}, which the table does not allow"
+            );
+        }
+        for (call, why) in &table {
+            assert!(
+                *why != Why::Survey || surveyed.contains(call),
+                "{call} is in the table's survey group, but no scenario made it"
+            );
         }
     }
 
