@@ -50,20 +50,23 @@ impl std::error::Error for SandboxError {}
 pub struct Installed {
     mode: Sandbox,
     arch: &'static str,
-    calls: usize,
+    /// The calls allowed, and those answered with `ENOSYS`.
+    allowed: usize,
+    enosys: usize,
     instructions: usize,
     /// The Landlock ABI version, or why there is no Landlock.
     landlock: Result<i64, String>,
 }
 
-/// `sandbox: 45 system calls (x86_64), a filter of 112 instructions; Landlock ABI 6: no file
-/// system access`.
+/// `sandbox: 40 system calls allowed, 6 answered ENOSYS (x86_64), a filter of 122
+/// instructions; Landlock ABI 7: no file system access`.
 impl fmt::Display for Installed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sandbox: {} system calls ({}), a filter of {} instructions; ",
-            self.calls, self.arch, self.instructions
+            "sandbox: {} system calls allowed, {} answered ENOSYS ({}), a filter of {} \
+             instructions; ",
+            self.allowed, self.enosys, self.arch, self.instructions
         )?;
         match &self.landlock {
             Ok(abi) => write!(f, "Landlock ABI {abi}: no file system access")?,
@@ -95,6 +98,11 @@ pub fn install(mode: Sandbox, log_fd: RawFd, log_prefix: &[u8]) -> Result<Instal
     // SAFETY: getpid cannot fail.
     let pid = unsafe { libc::getpid() } as u32;
     let program = filter::program(table, &numbers, mode, pid);
+    let probed = table
+        .calls
+        .iter()
+        .filter(|c| c.kind == tables::Kind::Enosys)
+        .count();
     if mode == Sandbox::Enforce {
         LOG_FD.store(log_fd, Ordering::Relaxed);
         let _ = LOG_PREFIX.set(log_prefix.to_vec());
@@ -119,16 +127,23 @@ pub fn install(mode: Sandbox, log_fd: RawFd, log_prefix: &[u8]) -> Result<Instal
         len: u16::try_from(program.len()).expect("a filter under 65536 instructions"),
         filter: program.as_ptr().cast_mut(),
     };
-    // SAFETY: `prog` points at `program`, alive for the call; the kernel copies it.
+    // SAFETY: `prog` points at `program`, alive for both calls; the kernel copies it.
+    // seccomp(2) first; prctl where it is missing or refused (kernels before 3.17, a service
+    // manager's filter that allows prctl but not seccomp).
     let done = unsafe {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
             0u32,
             &prog as *const libc::sock_fprog,
-        )
+        ) == 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            ) == 0
     };
-    if done != 0 {
+    if !done {
         let e = io::Error::last_os_error();
         let why = match e.raw_os_error() {
             Some(libc::ENOSYS | libc::EINVAL) => format!(
@@ -145,7 +160,8 @@ pub fn install(mode: Sandbox, log_fd: RawFd, log_prefix: &[u8]) -> Result<Instal
     Ok(Installed {
         mode,
         arch: table.arch,
-        calls: table.calls.len(),
+        allowed: numbers.len() - probed,
+        enosys: probed,
         instructions: program.len(),
         landlock,
     })
