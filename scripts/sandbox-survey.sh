@@ -165,6 +165,20 @@ def udp(addr, msg):
     fail("no answer from %s" % (addr,))
 
 
+def drain(d, echo, twice):
+    """SIGTERM with an echo connection open, which then finishes (with `twice`, a second
+    SIGTERM first: the daemon stops at once); the calls made."""
+    held = socket.create_connection(echo, timeout=WAIT)
+    held.sendall(b"x")
+    held.recv(1)
+    d.signal(signal.SIGTERM)
+    d.wait_for("no longer accepting")
+    if twice:
+        d.signal(signal.SIGTERM)
+    held.close()
+    return d.finish()
+
+
 def services(bin):
     d = Daemon(bin, "services", ["--max-line", "16", "--nodelay", "--keepalive"] +
                [a for svc in ("count", "echo", "ack", "time", "stats")
@@ -198,14 +212,7 @@ def services(bin):
     for sig in (signal.SIGUSR1, signal.SIGHUP, signal.SIGUSR2):
         d.signal(sig)
     d.wait_for("SIGHUP")
-    # A drain: SIGTERM with a connection open, which then finishes.
-    held = socket.create_connection(a[("tcp", "echo")], timeout=WAIT)
-    held.sendall(b"x")
-    held.recv(1)
-    d.signal(signal.SIGTERM)
-    d.wait_for("no longer accepting")
-    held.close()
-    return d.finish()
+    return drain(d, a[("tcp", "echo")], twice=False)
 
 
 def limits(bin):
@@ -236,14 +243,7 @@ def limits(bin):
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"u", a[("udp", "echo")])
     d.signal(signal.SIGUSR1)
     d.wait_for("connections open")
-    held = socket.create_connection(a[("tcp", "echo")], timeout=WAIT)
-    held.sendall(b"x")
-    held.recv(1)
-    d.signal(signal.SIGTERM)
-    d.wait_for("no longer accepting")
-    d.signal(signal.SIGTERM)                # a second one: at once
-    held.close()
-    return d.finish()
+    return drain(d, a[("tcp", "echo")], twice=True)
 
 
 def proxy(bin):

@@ -236,7 +236,7 @@ fn without_a_filter_the_daemon_exits_1_naming_why() {
         jf,
         k,
     };
-    let filter = vec![
+    let filter = [
         stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
         jeq(libc::SYS_seccomp as u32, 3, 0),
         jeq(libc::SYS_prctl as u32, 0, 3),

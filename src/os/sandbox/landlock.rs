@@ -11,7 +11,7 @@ const CREATE_RULESET_VERSION: libc::c_uint = 1;
 
 /// The file system rights of each ABI version (linux/landlock.h): version 1 has the first
 /// 13, version 2 adds `REFER`, 3 `TRUNCATE`, 5 `IOCTL_DEV`.
-fn handled_access_fs(abi: i64) -> u64 {
+fn handled_access_fs(abi: libc::c_long) -> u64 {
     let mut rights = (1 << 13) - 1;
     for (version, right) in [(2, 1 << 13), (3, 1 << 14), (5, 1 << 15)] {
         if abi >= version {
@@ -23,7 +23,7 @@ fn handled_access_fs(abi: i64) -> u64 {
 
 /// Restricts the process (and any child) to no file system access; returns the kernel's
 /// Landlock ABI version, or why it could not. Needs `PR_SET_NO_NEW_PRIVS` first.
-pub fn restrict() -> io::Result<i64> {
+pub fn restrict() -> io::Result<libc::c_long> {
     // SAFETY: with a null attribute and the version flag the kernel only answers a number.
     let abi = unsafe {
         libc::syscall(

@@ -55,7 +55,7 @@ pub struct Installed {
     enosys: usize,
     instructions: usize,
     /// The Landlock ABI version, or why there is no Landlock.
-    landlock: Result<i64, String>,
+    landlock: Result<libc::c_long, String>,
 }
 
 /// `sandbox: 40 system calls allowed, 6 answered ENOSYS (x86_64), a filter of 122
@@ -99,8 +99,7 @@ pub fn install(mode: Sandbox, log_fd: RawFd, log_prefix: &[u8]) -> Result<Instal
     let pid = unsafe { libc::getpid() } as u32;
     let program = filter::program(table, &numbers, mode, pid);
     let probed = table
-        .calls
-        .iter()
+        .calls()
         .filter(|c| c.kind == tables::Kind::Enosys)
         .count();
     if mode == Sandbox::Enforce {
