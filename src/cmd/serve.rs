@@ -683,6 +683,22 @@ mod tests {
     }
 
     #[test]
+    fn sandbox_is_off_on_or_log() {
+        assert_eq!(run(&[]).unwrap().sandbox, None);
+        assert_eq!(run(&["--sandbox"]).unwrap().sandbox, Some(Sandbox::Enforce));
+        assert_eq!(run(&["--sandbox=log"]).unwrap().sandbox, Some(Sandbox::Log));
+        // A value only joined with `=`: a word after it is no value of its own.
+        assert_eq!(
+            run(&["--sandbox", "log"]),
+            Err("unexpected argument 'log'".into())
+        );
+        assert_eq!(
+            run(&["--sandbox=kill"]),
+            Err("--sandbox: expected --sandbox or --sandbox=log, got '=kill'".into())
+        );
+    }
+
+    #[test]
     fn help_and_version() {
         let p = |a: &str| parse(vec![OsString::from(a)]).unwrap();
         assert_eq!(p("--help"), Parsed::Help);

@@ -10,7 +10,13 @@
 //! call goes through and the kernel logs it (audit record type 1326, `SECCOMP`, in the
 //! kernel's log: `dmesg`, `journalctl -k`), each time it is made.
 //!
-//! No file is opened after start-up, so the table has no `open` or `openat` at all.
+//! No file is opened after start-up, so the table has no `open` or `openat` at all. A file
+//! read again later (an access list) is to be opened relative to a directory descriptor
+//! opened before the filter: its rule will be `openat` with argument 0 one of those
+//! descriptors (the filter's `arg_in`, as `tgkill`'s own-pid rule is) and argument 2 without
+//! `O_WRONLY`, `O_RDWR`, `O_CREAT` or `O_TRUNC`; since a filter cannot read the path (an
+//! absolute one ignores the descriptor), Landlock's read-only rule for those directories
+//! keeps the path beneath them.
 
 pub(crate) mod filter;
 pub mod landlock;
