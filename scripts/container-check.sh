@@ -85,5 +85,6 @@ logs=$(pm logs "$NAME" 2>&1)
 [ "$code" = 0 ] || die "exit status $code after podman stop:"$'\n'"$logs"
 summary='connections served 1, refused 0, timed out 0, denied 0, limited 0; datagrams answered 1'
 grep -q "$summary" <<<"$logs" || die "no summary line in podman logs:"$'\n'"$logs"
+grep -q "sandbox: .* system calls allowed" <<<"$logs" || die "not sandboxed:"$'\n'"$logs"
 sed 's/^/  /' <<<"$logs"
 echo "container-check.sh: exit status 0 after podman stop, in $((SECONDS - started)) s"

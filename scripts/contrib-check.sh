@@ -20,7 +20,8 @@
 #      the procd script with stand-ins for procd_open_instance, procd_set_param and
 #      procd_close_instance, and the command line and descriptor limit they give are run.
 #    Each must bind, answer one `count` exchange (`oneloop client count`), serve as the user
-#    with the descriptor limit set (1024, soft and hard: /proc/PID/limits), and exit 0 on
+#    with the descriptor limit set (1024, soft and hard: /proc/PID/limits) and the sandbox on
+#    (`NoNewPrivs: 1`, `Seccomp: 2` in /proc/PID/status), and exit 0 on
 #    SIGTERM (runit: runsv's own SIGTERM, which stops the service and its log, then runsv).
 # Installs shellcheck and busybox (apt) when missing; runsv and svlogd come from Debian's runit
 # package, unpacked (not installed: its maintainer scripts would set up services on this
@@ -89,9 +90,9 @@ local_copy() {
 }
 
 # serving NAME PID: the daemon PID (its log in LOG) bound its sockets, serves as $user with
-# 1024 descriptors at most, and answers one count exchange.
+# 1024 descriptors at most and the sandbox on, and answers one count exchange.
 serving() {
-    local name=$1 pid=$2 deadline=$((SECONDS + 15)) addr reply limits ids
+    local name=$1 pid=$2 deadline=$((SECONDS + 15)) addr reply limits ids sandbox
     until addr=$(grep -o 'listening on tcp 127\.0\.0\.1:[0-9]*' "$LOG" | cut -d' ' -f4) &&
         [ -n "$addr" ] && grep -q "serving as user $user " "$LOG"; do
         kill -0 "$pid" 2>/dev/null || fail "$name: the daemon exited"
@@ -104,8 +105,10 @@ serving() {
     [ "$limits" = "1024 1024" ] || fail "$name: descriptor limit (soft, hard) $limits"
     ids=$(awk '/^Uid:/ {print $2, $3, $4, $5}' "/proc/$pid/status")
     [ "$ids" = "$uid $uid $uid $uid" ] || fail "$name: uids $ids, not $user's $uid"
-    echo "$name: listening on $addr as user $user (uid $uid), descriptors 1024 (soft and hard);" \
-        "count: $(tail -n 1 <<<"$reply")"
+    sandbox=$(awk '/^(NoNewPrivs|Seccomp):/ {printf "%s %s ", $1, $2}' "/proc/$pid/status")
+    [ "$sandbox" = "NoNewPrivs: 1 Seccomp: 2 " ] || fail "$name: not sandboxed: $sandbox"
+    echo "$name: listening on $addr as user $user (uid $uid), descriptors 1024 (soft and hard)," \
+        "sandboxed; count: $(tail -n 1 <<<"$reply")"
 }
 
 # stopped NAME: the daemon DAEMON ends with status 0 on SIGTERM, its summary logged.

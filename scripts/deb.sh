@@ -240,8 +240,8 @@ for unit in oneloop.service oneloop@1.service; do
 done
 echo "systemd-analyze verify: no problems; both services run as User=oneloop"
 
-echo "== the installed daemon, serving as user oneloop in the chroot /var/lib/oneloop"
-/usr/bin/oneloop --user oneloop --chroot /var/lib/oneloop --tcp count@127.0.0.1:0 2>"$LOG" &
+echo "== the installed daemon, serving as user oneloop in the chroot /var/lib/oneloop, sandboxed"
+/usr/bin/oneloop --user oneloop --chroot /var/lib/oneloop --sandbox --tcp count@127.0.0.1:0 2>"$LOG" &
 DAEMON=$!
 deadline=$((SECONDS + 10))
 until addr=$(grep -o 'listening on tcp 127\.0\.0\.1:[0-9]*' "$LOG" | cut -d' ' -f4) &&
@@ -252,6 +252,7 @@ until addr=$(grep -o 'listening on tcp 127\.0\.0\.1:[0-9]*' "$LOG" | cut -d' ' -
 done
 reply=$(/usr/bin/oneloop client count "$addr" hello --timeout 10) || fail "client count: $reply"
 grep -q 'You entered 5 characters.' <<<"$reply" || fail "count reply: $reply"
+grep -q '^Seccomp:[[:space:]]*2$' "/proc/$DAEMON/status" || fail "no seccomp filter"
 kill -TERM "$DAEMON"
 wait_pid_exit "$DAEMON" 15 || fail "the daemon did not stop on SIGTERM"
 wait "$DAEMON" || fail "exit status $? after SIGTERM"

@@ -14,6 +14,7 @@
 #
 # Installs qemu-user-static and the aarch64 musl target the first time.
 # Time: about 2 minutes for the first build of the test dependencies, then under a minute.
+# Never with --sandbox: qemu-user takes no seccomp filter, so the daemon would exit 1.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 

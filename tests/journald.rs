@@ -45,6 +45,7 @@ impl Logged {
         if let Some(value) = journal(meta.dev(), meta.ino()) {
             cmd.env("JOURNAL_STREAM", value);
         }
+        common::sandbox_if_asked(&mut cmd);
         Logged {
             child: cmd.spawn().unwrap(),
             log,

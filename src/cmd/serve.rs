@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::config::{ranges, Config, Inetd, Instance, Privileges};
+use crate::config::{ranges, Config, Inetd, Instance, Privileges, Sandbox};
 use crate::log::init_logging;
 use crate::os::privileges::{DropError, Plan};
 use crate::os::systemd;
@@ -71,6 +71,11 @@ Privileges (dropped once every socket is bound):
       --group NAME            serve as this group (with --user)        [the user's]
       --chroot DIR            change root to DIR, an absolute path
                               (with --user)                            [none]
+      --sandbox[=log]         then allow only the system calls the
+                              loop makes (seccomp, and Landlock where
+                              the kernel has it); any other call ends
+                              the process with SIGSYS, or with =log
+                              goes through and the kernel logs it      [off]
 Service options:
       --ack-reply TEXT        text ack adds after each 'I get it!',
                               at most 4096 bytes                       [empty]
@@ -165,7 +170,9 @@ pub fn serve(args: Vec<OsString>) -> u8 {
         config.instances = Instance::defaults();
     }
     let privileges = config.privileges.clone();
-    let server = match Server::bind_with(config, activated) {
+    let sandbox = config.sandbox;
+    let inetd = config.inetd.is_some();
+    let mut server = match Server::bind_with(config, activated) {
         Ok(server) => server,
         Err(e) => {
             log::error!("{e}");
@@ -177,6 +184,19 @@ pub fn serve(args: Vec<OsString>) -> u8 {
     if let Err(e) = drop_privileges(&privileges) {
         log::error!("{e}");
         return 1;
+    }
+    // The last step: from here on only the loop's own system calls.
+    if let Some(mode) = sandbox {
+        server.read_host_now();
+        let (log_fd, log_prefix) = crate::log::error_sink(inetd);
+        let dirs = server.access_dirs();
+        match crate::os::sandbox::install(mode, log_fd, &log_prefix, &dirs) {
+            Ok(installed) => log::info!("{installed}"),
+            Err(e) => {
+                log::error!("{e}");
+                return 1;
+            }
+        }
     }
     match server.run() {
         Ok(_) => 0,
@@ -283,6 +303,18 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "--user" => config.privileges.user = Some(value()?),
             "--group" => config.privileges.group = Some(value()?),
             "--chroot" => config.privileges.chroot = Some(PathBuf::from(value()?)),
+            "--sandbox" => {
+                config.sandbox = Some(match parser.optional_value() {
+                    None => Sandbox::Enforce,
+                    Some(v) if v == "log" => Sandbox::Log,
+                    Some(v) => {
+                        return Err(format!(
+                            "--sandbox: expected --sandbox or --sandbox=log, got '={}'",
+                            v.to_string_lossy()
+                        ))
+                    }
+                })
+            }
             "--activated" => {
                 let (name, service) = activated(&value()?)?;
                 if config.activated.iter().any(|(known, _)| *known == name) {
@@ -677,6 +709,22 @@ mod tests {
         ] {
             assert!(USAGE.contains(&text), "the help does not say {text}");
         }
+    }
+
+    #[test]
+    fn sandbox_is_off_on_or_log() {
+        assert_eq!(run(&[]).unwrap().sandbox, None);
+        assert_eq!(run(&["--sandbox"]).unwrap().sandbox, Some(Sandbox::Enforce));
+        assert_eq!(run(&["--sandbox=log"]).unwrap().sandbox, Some(Sandbox::Log));
+        // A value only joined with `=`: a word after it is no value of its own.
+        assert_eq!(
+            run(&["--sandbox", "log"]),
+            Err("unexpected argument 'log'".into())
+        );
+        assert_eq!(
+            run(&["--sandbox=kill"]),
+            Err("--sandbox: expected --sandbox or --sandbox=log, got '=kill'".into())
+        );
     }
 
     #[test]

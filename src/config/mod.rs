@@ -335,6 +335,17 @@ pub struct Config {
     pub inetd: Option<Inetd>,
     /// The daemon stops after this long with nothing open (`--exit-idle`); zero: never.
     pub exit_idle: Duration,
+    /// The system calls are limited once the daemon serves (`--sandbox`); `None`: not.
+    pub sandbox: Option<Sandbox>,
+}
+
+/// What a system call outside the sandbox's list does (`--sandbox`, `--sandbox=log`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sandbox {
+    /// It ends the process (`--sandbox`).
+    Enforce,
+    /// It goes through, and the kernel logs it (`--sandbox=log`).
+    Log,
 }
 
 /// Largest `--max-line`: a `count` connection keeps its counters in 32 bits.
@@ -373,6 +384,7 @@ impl Default for Config {
             privileges: Privileges::default(),
             inetd: None,
             exit_idle: Duration::ZERO,
+            sandbox: None,
         }
     }
 }

@@ -34,6 +34,7 @@ mod syslog;
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, Write};
+use std::os::fd::{IntoRawFd, RawFd};
 use std::sync::Mutex;
 
 use log::Level;
@@ -99,6 +100,23 @@ fn style_for(inetd: bool, journal: bool, pid: u32) -> Style {
         (false, true) => Style::Syslog { pid },
         (false, false) => Style::Plain,
     }
+}
+
+/// Where an error line written without the logger goes (a signal handler's), and how it
+/// starts: standard error with `ERROR ` (`<3>ERROR ` for the journal), or, when the log is
+/// syslog (`inetd`: under `--inetd`), a socket of its own connected to `/dev/log` (open for
+/// the rest of the process; -1 when syslog cannot be reached) with `<27>oneloop[PID]: `.
+pub fn error_sink(inetd: bool) -> (RawFd, Vec<u8>) {
+    let style = style_for(inetd, stderr_is_journal(), std::process::id());
+    let mut prefix = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write_line(&mut prefix, style, Level::Error, format_args!(""));
+    prefix.pop(); // the line's \n
+    let fd = match style {
+        Style::Syslog { .. } => syslog::connect().map_or(-1, IntoRawFd::into_raw_fd),
+        Style::Plain | Style::Journal => libc::STDERR_FILENO,
+    };
+    (fd, prefix)
 }
 
 /// Whether standard error is the journal: `JOURNAL_STREAM` names its device and inode.

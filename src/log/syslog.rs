@@ -51,7 +51,7 @@ impl Syslog {
 }
 
 /// A non-blocking datagram socket connected to `/dev/log`.
-fn connect() -> Option<UnixDatagram> {
+pub(crate) fn connect() -> Option<UnixDatagram> {
     let socket = UnixDatagram::unbound().ok()?;
     socket.connect(DEV_LOG).ok()?;
     socket.set_nonblocking(true).ok()?;

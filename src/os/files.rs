@@ -47,6 +47,11 @@ impl DirFile {
         })
     }
 
+    /// The directory's descriptor (`O_PATH`), for the sandbox's rules.
+    pub fn dir_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.dir)
+    }
+
     /// The path as given.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,6 +1,6 @@
 //! Linux calls that decide nothing: setting up sockets, batched datagram calls, what a
-//! service manager or an inetd passes and is told, giving up privileges, and reading a file
-//! through its directory's descriptor. Each function
+//! service manager or an inetd passes and is told, giving up privileges, reading a file through its
+//! directory's descriptor, and the sandbox. Each function
 //! does what it is asked and reports the error; what to do about it is decided above. All of
 //! the crate's `unsafe` is in this folder.
 
@@ -8,6 +8,7 @@ pub mod files;
 pub mod mmsg;
 pub mod privileges;
 pub mod raw;
+pub mod sandbox;
 pub mod sockets;
 pub mod systemd;
 

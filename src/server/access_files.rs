@@ -48,6 +48,11 @@ impl AccessFiles {
         Ok(AccessFiles { files, flags })
     }
 
+    /// The directories' descriptors: a reload opens files relative to these alone.
+    pub(crate) fn dir_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.files.iter().map(|(file, _)| file.dir_fd()).collect()
+    }
+
     /// Whether there is any file to read.
     pub(crate) fn is_empty(&self) -> bool {
         self.files.is_empty()

@@ -176,6 +176,18 @@ impl Server {
             .map(|i| i.addr)
     }
 
+    /// Reads now what serving would read later from the host (the interfaces' broadcast
+    /// addresses, when there is a UDP service): for a sandbox installed before `run`.
+    /// The descriptors of the access files' directories (`--allow-file`, `--deny-file`): the
+    /// sandbox lets a reload read files beneath these, and nothing else.
+    pub fn access_dirs(&self) -> Vec<std::os::fd::RawFd> {
+        self.access_files.dir_fds()
+    }
+
+    pub fn read_host_now(&mut self) {
+        self.udp.read_interfaces_now();
+    }
+
     /// A handle that stops `run` from another thread.
     pub fn shutdown_handle(&self) -> Shutdown {
         self.shutdown.clone()

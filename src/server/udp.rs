@@ -165,6 +165,15 @@ impl Udp {
         }
     }
 
+    /// Reads the interfaces' broadcast addresses now rather than when the first datagram
+    /// arrives (a sandbox installed after this forbids the netlink socket it takes).
+    pub(crate) fn read_interfaces_now(&mut self) {
+        if !self.own_ports.is_empty() {
+            self.broadcasts
+                .get_or_insert_with(crate::os::sockets::interface_broadcasts);
+        }
+    }
+
     /// Receives on one UDP service's socket until it would block (or its turn is over),
     /// answering what deserves an answer, a batch at a time. Returns the tally and whether
     /// the socket is drained (when not, the loop must call again before it sleeps).

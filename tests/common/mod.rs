@@ -21,14 +21,13 @@ use oneloop::{Config, Server, Summary};
 /// The longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// The daemon's arguments for a test that runs the binary beside a real peer: `args`, then
-/// the words of `ONELOOP_TEST_SANDBOX` (unset or empty: none), so that those tests can run
-/// the daemon with options of their own added (`ONELOOP_TEST_SANDBOX=--sandbox`).
+/// The daemon's arguments for a test that runs the binary beside a real peer (an inetd's
+/// line, nginx's or xinetd's backend): `args`, then `--sandbox` when [`sandboxed`].
 pub fn daemon_args(args: &[&str]) -> Vec<String> {
-    let extra = std::env::var("ONELOOP_TEST_SANDBOX").unwrap_or_default();
+    let sandbox = sandboxed().then_some("--sandbox");
     args.iter()
         .copied()
-        .chain(extra.split_whitespace())
+        .chain(sandbox)
         .map(String::from)
         .collect()
 }
@@ -297,6 +296,7 @@ impl Proc {
     }
 
     pub fn spawn_cmd_stdin(cmd: &mut Command, stdin: Stdio) -> Proc {
+        sandbox_if_asked(cmd);
         let mut child = cmd
             .stdin(stdin)
             .stdout(Stdio::piped())
@@ -414,6 +414,7 @@ impl Proc {
                 while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
                     self.seen.push(line);
                 }
+                assert_not_killed_by_the_sandbox(status, &self.seen);
                 return status.code().unwrap_or(-1);
             }
             assert!(
@@ -437,6 +438,67 @@ fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
         }
     });
     lines
+}
+
+/// Whether the suite runs every daemon it starts from the binary with `--sandbox`
+/// (`ONELOOP_TEST_SANDBOX=1`); daemons run in-process by the library never are.
+pub fn sandboxed() -> bool {
+    std::env::var("ONELOOP_TEST_SANDBOX").as_deref() == Ok("1")
+}
+
+/// The daemon's last words in an inetd's configuration line or a shell command: ` --sandbox`
+/// when [`sandboxed`], else nothing.
+pub fn sandbox_suffix() -> &'static str {
+    if sandboxed() {
+        " --sandbox"
+    } else {
+        ""
+    }
+}
+
+/// Adds `--sandbox` to `cmd` when [`sandboxed`] and `cmd` runs the daemon: the binary
+/// itself, or a command (systemd-socket-activate, unshare) whose last part runs it, with no
+/// other subcommand than `serve` and no `--sandbox` of its own.
+pub fn sandbox_if_asked(cmd: &mut Command) {
+    if !sandboxed() {
+        return;
+    }
+    let bin = std::ffi::OsStr::new(env!("CARGO_BIN_EXE_oneloop"));
+    let bin_name = std::path::Path::new(bin).file_name();
+    let is_bin = |s: &std::ffi::OsStr| s == bin || std::path::Path::new(s).file_name() == bin_name;
+    let words: Vec<&std::ffi::OsStr> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .collect();
+    let launcher = std::path::Path::new(cmd.get_program())
+        .file_name()
+        .is_some_and(|p| p == "systemd-socket-activate" || p == "unshare");
+    let Some(at) = words.iter().rposition(|w| is_bin(w)) else {
+        return;
+    };
+    if at > 0 && !launcher {
+        return;
+    }
+    let own = &words[at + 1..];
+    let other_command = own
+        .first()
+        .is_some_and(|w| ["client", "sockopts", "load"].iter().any(|c| w == c));
+    let has_it = own
+        .iter()
+        .any(|w| w.to_str().is_some_and(|w| w.starts_with("--sandbox")));
+    if !other_command && !has_it {
+        cmd.arg("--sandbox");
+    }
+}
+
+/// Fails the test when the daemon died of `SIGSYS`: a call the sandbox does not allow.
+pub fn assert_not_killed_by_the_sandbox(status: std::process::ExitStatus, stderr: &[String]) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_ne!(
+        status.signal(),
+        Some(libc::SIGSYS),
+        "the daemon died of SIGSYS (a system call outside the sandbox); stderr:\n{}",
+        stderr.join("\n")
+    );
 }
 
 /// What a run of the binary that ended by itself left behind.
@@ -467,6 +529,11 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            if !thread::panicking() {
+                assert_not_killed_by_the_sandbox(status, &self.seen);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
