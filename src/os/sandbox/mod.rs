@@ -10,11 +10,10 @@
 //! call goes through and the kernel logs it (audit record type 1326, `SECCOMP`, in the
 //! kernel's log: `dmesg`, `journalctl -k`), each time it is made.
 //!
-//! No file is opened after start-up, so the table has no `open` or `openat` at all. A file
-//! read again later (an access list) is to be opened relative to a directory descriptor
-//! opened before the filter: its rule will be `openat` with argument 0 one of those
-//! descriptors (the filter's `arg_in`, as `tgkill`'s own-pid rule is) and argument 2 without
-//! `O_WRONLY`, `O_RDWR`, `O_CREAT` or `O_TRUNC`; since a filter cannot read the path (an
+//! The only file opened after start-up is an access file on `SIGHUP`, relative to its
+//! directory's descriptor, opened before the filter: `openat` is allowed with argument 0 one
+//! of those descriptors and argument 2 exactly `O_RDONLY|O_CLOEXEC` (no `openat` at all when
+//! there is no access file), and `open` is not. Since a filter cannot read the path (an
 //! absolute one ignores the descriptor), Landlock's read-only rule for those directories
 //! keeps the path beneath them.
 
