@@ -136,8 +136,9 @@ for i in "${!arches[@]}"; do
         grep -q "^ $field" <<<"$info" || die "$deb: no '$field' in dpkg-deb --info:"$'\n'"$info"
     done
     # cargo-deb wraps a description of 80 characters or more onto the next line, which then
-    # reads as the start of the extended description.
-    synopsis=$(dpkg-deb -f "$deb" Description | head -n 1)
+    # reads as the start of the extended description. (sed, not head: head would close the
+    # pipe early, and dpkg-deb dying of SIGPIPE fails the script under pipefail.)
+    synopsis=$(dpkg-deb -f "$deb" Description | sed -n 1p)
     [ "$synopsis" = "$description" ] ||
         die "$deb: the synopsis is '$synopsis', not Cargo.toml's whole description '$description'"
     [ ${#synopsis} -lt 80 ] ||
