@@ -132,7 +132,7 @@ impl Server {
         let instance = self.instances[i].counted.instance;
         let peer = display_peer(peer);
         let proxy = self.gate.expects_header(peer.ip());
-        let busy = self.conns.held() >= self.config.max_connections;
+        let busy = self.conns.counted() >= self.config.max_connections;
         // A listed proxy is judged by `--allow`/`--deny` now, and its client when the header
         // names it; the per-source limits are the client's, not the proxy's.
         let admission = self.gate.admit(peer.ip(), now, proxy, busy);
@@ -184,7 +184,7 @@ impl Server {
             }
             _ => debug!(
                 "conn {key}: turned away {peer} ({admission:?}): {} connections held",
-                self.conns.held()
+                self.conns.counted()
             ),
         }
         self.rearm_exit_idle(now);
@@ -217,7 +217,7 @@ impl Server {
             // Lingering refusals hold descriptors too: past their cap, a refusal is a close.
             debug!(
                 "{peer}: turned away silently ({admission:?}): {} connections held and {} refusals lingering",
-                self.conns.held(),
+                self.conns.counted(),
                 self.conns.refusing()
             );
             return false;

@@ -111,7 +111,11 @@ impl Server {
             SIGINT => self.request_stop("SIGINT", now),
             SIGTERM => self.request_stop("SIGTERM", now),
             SIGUSR1 => {
-                info!("{}; connections open {}", self.total(), self.conns.held());
+                info!(
+                    "{}; connections open {}",
+                    self.total(),
+                    self.conns.counted()
+                );
                 let sizes = self.gate.sizes();
                 debug!(
                     target: "oneloop::tables",

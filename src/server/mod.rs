@@ -324,7 +324,7 @@ impl Server {
     ) {
         let metrics = Snapshot {
             instances: &self.instances,
-            open: self.conns.held() as u64,
+            open: self.conns.counted() as u64,
             accept_pauses: self.accept_pauses,
             reloads: self.reloads,
             reload_failures: self.reload_failures,

@@ -69,7 +69,7 @@ pub(crate) struct Table {
     /// The connections' deadlines.
     deadlines: Timers,
     /// Connections that count toward `--max-connections` (refusals do not).
-    held: usize,
+    counted: usize,
     /// Busy refusals lingering now (at most `--max-refusals`).
     refusing: usize,
     /// Keys closed during the current batch, removed after it.
@@ -90,7 +90,7 @@ impl Table {
             proxied: HashMap::new(),
             holders: HashMap::new(),
             deadlines: Timers::default(),
-            held: 0,
+            counted: 0,
             refusing: 0,
             closed: Vec::new(),
             again: AgainList::default(),
@@ -103,7 +103,7 @@ impl Table {
         self.conns.vacant_key()
     }
 
-    /// Adds a connection of `instance`: held (it counts toward `--max-connections`) unless
+    /// Adds a connection of `instance`: counted toward `--max-connections` unless
     /// it is a refusal, waiting for the PROXY header of `proxy` when that is given.
     pub(crate) fn insert(&mut self, conn: Conn, instance: u16, proxy: Option<SocketAddr>) -> usize {
         if self.conns.len() == self.conns.capacity() {
@@ -113,7 +113,7 @@ impl Table {
         if conn.is_refusal() {
             self.refusing += 1;
         } else {
-            self.held += 1;
+            self.counted += 1;
         }
         let key = self.conns.insert(conn);
         if key >= self.instance_of.len() {
@@ -158,10 +158,10 @@ impl Table {
         self.proxied.remove(&key)
     }
 
-    /// A connection held until now is turned away after its PROXY header: it counts as a
+    /// A connection counted until now is turned away after its PROXY header: it counts as a
     /// refusal from here on (called before its refusal begins, which may close it).
     pub(crate) fn now_refusing(&mut self) {
-        self.held -= 1;
+        self.counted -= 1;
         self.refusing += 1;
     }
 
@@ -177,7 +177,7 @@ impl Table {
         if conn.is_refusal() {
             self.refusing -= 1;
         } else {
-            self.held -= 1;
+            self.counted -= 1;
         }
         self.proxied.remove(&key);
         self.deadlines.cancel(key);
@@ -224,8 +224,8 @@ impl Table {
     }
 
     /// Connections that count toward `--max-connections`.
-    pub(crate) fn held(&self) -> usize {
-        self.held
+    pub(crate) fn counted(&self) -> usize {
+        self.counted
     }
 
     /// Busy refusals lingering now.
