@@ -73,16 +73,23 @@ class Daemon:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("LISTEN_", "NOTIFY_", "WATCHDOG_", "JOURNAL_", "RUST_"))}
         env["RUST_LOG"] = "info,oneloop=trace"
+        # Standard error is a pipe named as the journal (JOURNAL_STREAM), as systemd names
+        # it: under --inetd the log would go to syslog otherwise.
+        r, w = os.pipe()
+        st = os.fstat(w)
+        env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
         cmd = ["strace", "-f", "-qq", "-o", self.raw, bin] + args + ["--sandbox=log"]
         self.p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, env=env)
+                                  stderr=w, env=env)
+        os.close(w)
+        self.stderr = os.fdopen(r, "rb")
         self.lines, self.cv = [], threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
         self.wait_for("sandbox: ")
         self.pid = self._tracee(bin)
 
     def _read(self):
-        for line in self.p.stderr:
+        for line in self.stderr:
             with self.cv:
                 self.lines.append(line.decode("utf-8", "replace").rstrip("\n"))
                 self.cv.notify_all()
