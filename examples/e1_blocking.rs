@@ -2,7 +2,7 @@
 //!
 //! Adds: the seed documents' line-count server in Rust's std. `TcpListener::bind` does their
 //! four set-up steps in one call (socket, `SO_REUSEADDR`, bind, `listen` with a backlog of
-//! 128; the daemon takes them one by one with socket2 in src/sockets.rs). `accept` waits for
+//! 128; the daemon takes them one by one with socket2 in src/os/sockets.rs). `accept` waits for
 //! a client; then blocking writes and reads: `Welcome, PEER`, one line, `You entered N
 //! characters.`, and the close.
 //!
@@ -42,7 +42,7 @@ fn main() -> io::Result<()> {
     for stream in listener.incoming() {
         // An error belongs to one client (it reset, or went away mid-line): report it and go
         // on with the next. (The daemon also survives running out of descriptors, which
-        // would make this loop spin: see src/server.rs.)
+        // would make this loop spin: see src/server/accept.rs.)
         if let Err(e) = stream.and_then(serve) {
             eprintln!("client: {e}");
         }
@@ -73,7 +73,7 @@ pub fn serve(mut stream: TcpStream) -> io::Result<()> {
 }
 
 /// Reads up to the first LF (or EOF) and counts the line's characters. `LineCounter` is the
-/// daemon's own rule (src/session/count.rs): whitespace trimmed at both ends, UTF-8 read with
+/// daemon's own rule (src/proto/count.rs): whitespace trimmed at both ends, UTF-8 read with
 /// each invalid byte as one character. It counts as the bytes pass, so the line is never
 /// stored and a long one costs no memory.
 fn read_line_count(stream: &mut TcpStream) -> io::Result<u32> {

@@ -13,7 +13,7 @@
 //! already here, and no new event comes for it. A `WouldBlock` after an event is normal too
 //! (events can be stale), as is an event for a connection closed earlier in the batch
 //! reaching the one that took its slot: each handler takes `WouldBlock` as "nothing yet".
-//! (The daemon's src/server.rs removes closed connections only after the batch.)
+//! (The daemon's src/server/table.rs removes closed connections only after the batch.)
 //!
 //! Watch it (it prints these with its real address):
 //! ```text

@@ -16,7 +16,7 @@
 //!   Reading resumes from the WRITABLE event, not a READABLE one: the bytes that wait were
 //!   announced long ago, and no new edge will come for them.
 //!
-//! Standard error shows each pause and resume. The daemon does the same in src/conn.rs (it
+//! Standard error shows each pause and resume. The daemon does the same in src/server/conn/ (it
 //! stops reading as soon as any output waits, and writes straight from a shared buffer, so an
 //! idle connection holds no buffer at all). docs/learn/backpressure.svg draws the buffers.
 //!

@@ -14,7 +14,7 @@
 //!
 //! Here the nearest deadline is found by looking at every connection on each pass, which
 //! costs a little per connection. The daemon's timeouts all have one length, so each new
-//! deadline is the latest: src/deadline.rs keeps them in order and finds the nearest at once.
+//! deadline is the latest: src/server/timers.rs keeps them in order and finds the nearest at once.
 //!
 //! Watch it: a silent client beside a normal one; the silent one is told why and closed.
 //! ```text

@@ -10,7 +10,7 @@
 //! So after its last words the server shuts down only its write side (the client reads the
 //! reply, then EOF), reads and discards until the client's EOF, then closes: nothing unread,
 //! no reset. A linger deadline (2 s) bounds the wait; it takes over from e6's request
-//! deadline (30 s here), so one deadline per connection is enough. The daemon: src/conn.rs.
+//! deadline (30 s here), so one deadline per connection is enough. The daemon: src/server/conn/mod.rs.
 //!
 //! The demo client sends the line `hello` and a paste, 8 KiB in one write (the server's one
 //! read takes 4 KiB). `abrupt` closes at once: the client shows the reply, then `Connection

@@ -6,7 +6,7 @@
 //! longest. Its client's EOF does not end the wait (the seed's client half-closes, then reads).
 //! The seed's server waits in `raw_input`, serving no one. Here standard input is one more
 //! source in the poll (`SourceFd` registers a bare descriptor), as it is in the daemon's
-//! console (`--console`, src/console.rs). Two catches:
+//! console (`--console`, src/server/console.rs). Two catches:
 //!
 //! - `O_NONBLOCK` belongs to the open file, which a terminal shares with the shell that
 //!   started us: set on descriptor 0, it would leave the shell a non-blocking terminal. So

@@ -24,7 +24,7 @@
 //!
 //! Still missing, and in the daemon: this loop can do nothing but wait for datagrams. The
 //! daemon serves its UDP sockets from the same poll as its TCP connections, a batch of
-//! datagrams per system call (src/udp.rs, src/mmsg.rs). Its refusal rule, in src/udp.rs,
+//! datagrams per system call (src/server/udp.rs, src/os/mmsg.rs). Its refusal rule, in src/proto/datagram.rs,
 //! also drops datagrams from its own services' ports (two of its servers must not loop
 //! either) and from addresses that cannot be one honest sender: unspecified, multicast,
 //! broadcast.
