@@ -11,6 +11,16 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 say() { printf '%s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
+# check_mode ARG: 1 for `--check`, 0 for none; anything else is a usage error naming the
+# calling script.
+check_mode() {
+    case "${1:-}" in
+        "") echo 0 ;;
+        --check) echo 1 ;;
+        *) die "usage: scripts/$(basename "$0") [--check]" ;;
+    esac
+}
+
 # Root, or sudo when there is one.
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"

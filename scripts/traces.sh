@@ -41,12 +41,7 @@
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-check=0
-case "${1:-}" in
-    "") ;;
-    --check) check=1 ;;
-    *) die "usage: scripts/traces.sh [--check]" ;;
-esac
+check=$(check_mode "${1:-}")
 command -v strace >/dev/null ||
     die "strace is missing: the traces show its output (Debian: apt-get install strace)"
 command -v python3 >/dev/null || die "python3 is missing (Debian: apt-get install python3)"
