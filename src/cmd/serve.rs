@@ -106,6 +106,13 @@ systemd:
   With sockets passed by socket activation (LISTEN_FDS) and no --tcp/--udp,
   only the passed sockets are served. READY=1, STATUS=, STOPPING=1 and
   WATCHDOG=1 go to NOTIFY_SOCKET when it is set.
+Upgrades:
+      --handover PATH         take the sockets of the daemon serving the
+                              unix socket PATH (which then drains and
+                              exits 0), bind the rest, and serve PATH
+                              for the next upgrade; with none there,
+                              bind everything. Not with --inetd,
+                              --console, --step or passed sockets      [off]
 Under an inetd (wait mode) or socket activation:
       --inetd TRANSPORT:SERVICE  standard input is the socket an inetd
                               passes (a wait service): tcp:count,
@@ -155,6 +162,13 @@ pub fn serve(args: Vec<OsString>) -> u8 {
             return 1;
         }
     };
+    if config.handover.is_some() && !activated.is_empty() {
+        eprintln!(
+            "oneloop: --handover cannot go with sockets passed by the service manager: its \
+             socket units keep them across a restart\nTry 'oneloop --help'."
+        );
+        return 2;
+    }
     let mut activated = activated;
     if let Some(asked) = config.inetd {
         match systemd::inetd(systemd::take_inetd(), asked) {
@@ -292,6 +306,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "--allow" => config.allow.push(cidr(&flag, &value()?)?),
             "--deny" => config.deny.push(cidr(&flag, &value()?)?),
             "--allow-file" => config.allow_files.push(PathBuf::from(value()?)),
+            "--handover" => config.handover = Some(PathBuf::from(value()?)),
             "--deny-file" => config.deny_files.push(PathBuf::from(value()?)),
             "--proxy-from" => config.proxy_from.push(cidr(&flag, &value()?)?),
             "--proxy-protocol" => config.proxy_protocol = true,

@@ -306,6 +306,9 @@ pub struct Config {
     /// The loop pauses before each wait and after each wake, for a line on standard input
     /// (`--step`).
     pub step: bool,
+    /// The unix socket through which a running daemon hands its sockets to this one at
+    /// start-up, and this one to the next (`--handover`).
+    pub handover: Option<PathBuf>,
     /// The load balancers whose TCP connections begin with a PROXY protocol header
     /// (`--proxy-from`); a connection from any other address is a direct client.
     pub proxy_from: Vec<Cidr>,
@@ -385,6 +388,7 @@ impl Default for Config {
             inetd: None,
             exit_idle: Duration::ZERO,
             sandbox: None,
+            handover: None,
         }
     }
 }
@@ -448,9 +452,26 @@ impl Config {
                 "--inetd"
             }));
         }
+        if self.handover.is_some() && (self.step || self.console || self.inetd.is_some()) {
+            return Err(ConfigError::HandoverWith(if self.step {
+                "--step"
+            } else if self.console {
+                "--console"
+            } else {
+                "--inetd"
+            }));
+        }
+        if let Some(path) = &self.handover {
+            if path.as_os_str().is_empty() || path.as_os_str().len() >= MAX_SOCKET_PATH {
+                return Err(ConfigError::HandoverPath);
+            }
+        }
         self.privileges.validate().map_err(ConfigError::Privileges)
     }
 }
+
+/// The longest path a unix socket's address holds, with its terminating zero byte.
+const MAX_SOCKET_PATH: usize = 108;
 
 /// Why a configuration cannot run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -471,6 +492,10 @@ pub enum ConfigError {
     ConsoleWithInetd,
     /// `step` wants standard input, which the option named has too.
     StepWith(&'static str),
+    /// `handover` with an option that serves standard input, which no new daemon can take.
+    HandoverWith(&'static str),
+    /// A `handover` path that is empty or too long for a unix socket.
+    HandoverPath,
     /// More service instances than one daemon runs (the loop numbers them in 16 bits).
     TooManyInstances(usize),
 }
@@ -491,6 +516,15 @@ impl fmt::Display for ConfigError {
             ConfigError::StepWith(other) => {
                 write!(f, "--step cannot go with {other}: both read standard input")
             }
+            ConfigError::HandoverWith(other) => write!(
+                f,
+                "--handover cannot go with {other}: standard input cannot be handed over"
+            ),
+            ConfigError::HandoverPath => write!(
+                f,
+                "--handover: the path must be 1 to {} bytes long (a unix socket's address)",
+                MAX_SOCKET_PATH - 1
+            ),
             ConfigError::TooManyInstances(n) => write!(
                 f,
                 "{n} service instances: at most {} can run in one daemon",

@@ -1,10 +1,11 @@
 //! Linux calls that decide nothing: setting up sockets, batched datagram calls, what a
 //! service manager or an inetd passes and is told, giving up privileges, reading a file through its
-//! directory's descriptor, and the sandbox. Each function
+//! directory's descriptor, handing sockets to another process, and the sandbox. Each function
 //! does what it is asked and reports the error; what to do about it is decided above. All of
 //! the crate's `unsafe` is in this folder.
 
 pub mod files;
+pub mod handover;
 pub mod mmsg;
 pub mod privileges;
 pub mod raw;

@@ -123,6 +123,15 @@ impl Plan {
         }))
     }
 
+    /// The user id the daemon serves as: the one asked for, else the one it runs as.
+    pub fn serving_uid(asked: &Privileges) -> Result<u32, DropError> {
+        Ok(match Plan::resolve(asked)? {
+            Some(plan) => plan.ids.uid,
+            // SAFETY: geteuid cannot fail.
+            None => unsafe { libc::geteuid() },
+        })
+    }
+
     /// Takes the steps of the drop in their order; the first that fails is the error. Call
     /// it once every socket is bound and the service manager's notify socket is open.
     pub fn apply(&self) -> Result<(), DropError> {

@@ -31,6 +31,8 @@ unsafe impl AnyBits for libc::linger {}
 // SAFETY: as above.
 unsafe impl AnyBits for libc::timeval {}
 // SAFETY: as above.
+unsafe impl AnyBits for libc::ucred {}
+// SAFETY: as above.
 unsafe impl<const N: usize> AnyBits for [u8; N] {}
 
 /// `getsockopt(fd, level, opt, &mut value, sizeof value)`: the value as the kernel sets it.

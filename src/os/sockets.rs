@@ -14,6 +14,7 @@ use log::debug;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::SocketOptions;
+use crate::proto::Transport;
 
 /// A non-blocking TCP listener on `addr`, listening with `backlog`.
 pub fn tcp_listener(
@@ -32,6 +33,31 @@ pub fn tcp_listener(
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// The options that may change on a socket another daemon bound (`--handover`), set again as
+/// `opts` asks; a listener listens again, with `backlog`. The buffer sizes are set only when
+/// asked for (the system's default cannot be asked for again).
+pub fn set_again(
+    socket: &Socket,
+    transport: Transport,
+    opts: &SocketOptions,
+    backlog: i32,
+) -> io::Result<()> {
+    socket.set_nonblocking(true)?;
+    if let Some(size) = opts.recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    if let Some(size) = opts.send_buffer {
+        socket.set_send_buffer_size(size)?;
+    }
+    if transport == Transport::Tcp {
+        socket.set_reuse_address(opts.reuse_address)?;
+        socket.set_keepalive(opts.keepalive)?;
+        socket.set_tcp_nodelay(opts.nodelay)?;
+        socket.listen(backlog)?;
+    }
+    Ok(())
 }
 
 /// `net.core.somaxconn`, the kernel's cap on a listen backlog (up to `i32::MAX`).

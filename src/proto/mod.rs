@@ -1,5 +1,6 @@
 //! The protocols, sans-IO: one state machine per TCP service (count, ack, echo, time, stats),
-//! the UDP reply and loop guard (`datagram`), and the PROXY header parser (`proxy`). Bytes in,
+//! the UDP reply and loop guard (`datagram`), the PROXY header parser (`proxy`), and the
+//! exchange that hands the sockets to a new daemon (`handover`). Bytes in,
 //! bytes out and a [`Step`] saying what became of the request.
 //!
 //! This layer owns what the services say and when they are done. It never touches a socket,
@@ -17,6 +18,7 @@ mod ack;
 mod count;
 pub mod datagram;
 mod echo;
+pub mod handover;
 pub mod proxy;
 pub mod stats;
 mod time;

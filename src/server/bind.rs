@@ -1,29 +1,37 @@
-//! Binding: every configured instance's socket (and those a service manager passed), each
+//! Binding: every configured instance's socket (taken from a running daemon with
+//! `--handover`, or bound here, and those a service manager passed), each
 //! registered with the poll under its token and logged as `listening on ...`, and the parts
 //! of the [`Server`] made once, before the loop runs.
 
 use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, UdpSocket};
+use mio::unix::SourceFd;
 use mio::{Interest, Poll, Waker};
+use socket2::Socket as UnixSocket;
 
 use super::access_files::AccessFiles;
 use super::conn::Shared;
 use super::console::Console;
 use super::counters::{Counters, InstanceCounters};
+use super::handover::Handover;
 use super::lifecycle::Lifecycle;
 use super::step::Stepper;
 use super::table::Table;
+use super::takeover::{self, Takeover};
 use super::timers::LoopTimers;
 use super::token::{Target, Tokens};
 use super::udp::Udp;
 use super::{Server, Shutdown};
 use crate::clock::Clock;
 use crate::config::{ranges, Config, ConfigError, Instance};
+use crate::os::privileges::Plan;
 use crate::os::sockets;
 use crate::os::systemd::{Activated, Notifier};
 use crate::policy::gate::{Gate, Rules};
@@ -40,13 +48,15 @@ pub enum BindError {
     Setup(io::Error),
     /// An access file cannot be used (the text names it, and its line when one is bad).
     Access(String),
+    /// The sockets cannot be taken from the daemon on the handover path (the text says why).
+    Handover(String),
 }
 
 impl std::fmt::Display for BindError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BindError::Config(e) => write!(f, "{e}"),
-            BindError::Access(why) => f.write_str(why),
+            BindError::Access(why) | BindError::Handover(why) => f.write_str(why),
             BindError::Bind(what, e) => write!(f, "cannot bind {what}: {}", sockets::reason(e)),
             BindError::Setup(e) => write!(f, "cannot start the event loop: {}", sockets::reason(e)),
         }
@@ -58,7 +68,7 @@ impl std::error::Error for BindError {
         match self {
             BindError::Config(e) => Some(e),
             BindError::Bind(_, e) | BindError::Setup(e) => Some(e),
-            BindError::Access(_) => None,
+            BindError::Access(_) | BindError::Handover(_) => None,
         }
     }
 }
@@ -119,6 +129,25 @@ fn listen_backlog(asked: Option<i32>) -> i32 {
     backlog
 }
 
+/// The handover socket at `path`: the one the old daemon hands over, else a new one.
+fn handover_listener(
+    path: &Path,
+    takeover: Option<&mut Takeover>,
+) -> Result<UnixSocket, BindError> {
+    if let Some(fd) = takeover.and_then(|t| t.take(takeover::HANDOVER_NAME)) {
+        let socket = UnixSocket::from(fd);
+        socket.set_nonblocking(true).map_err(BindError::Setup)?;
+        return Ok(socket);
+    }
+    crate::os::handover::listen(path).map_err(|e| {
+        BindError::Handover(format!(
+            "--handover {}: cannot listen there: {}",
+            path.display(),
+            sockets::reason(&e)
+        ))
+    })
+}
+
 impl Server {
     /// Sets up signal handling, binds every instance and logs `listening on ...` for each,
     /// with the real port when port 0 was asked for.
@@ -162,7 +191,29 @@ impl Server {
             info!("access lists: {} entries in force", access.len());
         }
 
-        // The configured instances' sockets, then the passed ones.
+        // The sockets a running daemon hands over, when it does.
+        let handover_uid = match &config.handover {
+            Some(_) => Some(
+                Plan::serving_uid(&config.privileges)
+                    .map_err(|e| BindError::Handover(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let mut takeover = match (&config.handover, handover_uid) {
+            (Some(path), Some(uid)) => {
+                let takeover = Takeover::connect(path, uid).map_err(BindError::Handover)?;
+                if takeover.is_none() {
+                    info!(
+                        "handover: no daemon on {}: binding every socket",
+                        path.display()
+                    );
+                }
+                takeover
+            }
+            _ => None,
+        };
+
+        // The configured instances' sockets (taken or bound), then the passed ones.
         let tcp = config
             .instances
             .iter()
@@ -174,6 +225,22 @@ impl Server {
         };
         let mut opened = Vec::with_capacity(count);
         for asked in &config.instances {
+            if let Some(t) = &mut takeover {
+                if let Some(fd) = t.take(&takeover::name(asked)) {
+                    let socket = takeover::adopt(fd, asked, &config.sockets, backlog)
+                        .map_err(BindError::Handover)?;
+                    let socket = match asked.transport {
+                        Transport::Tcp => Socket::Listener(TcpListener::from_std(socket.into())),
+                        Transport::Udp => Socket::Udp(UdpSocket::from_std(socket.into())),
+                    };
+                    opened.push((
+                        asked.service,
+                        socket,
+                        Some(format!("handed over by pid {}", t.pid())),
+                    ));
+                    continue;
+                }
+            }
             let cannot = |e| BindError::Bind(format!("{} {}", asked.transport, asked.addr), e);
             let socket = match asked.transport {
                 Transport::Tcp => Socket::Listener(
@@ -190,7 +257,7 @@ impl Server {
                 Transport::Tcp => Socket::Listener(TcpListener::from_std(a.socket.into())),
                 Transport::Udp => Socket::Udp(UdpSocket::from_std(a.socket.into())),
             };
-            opened.push((a.service, socket, Some(a.by)));
+            opened.push((a.service, socket, Some(format!("passed by {}", a.by))));
         }
         let mut instances = Vec::with_capacity(count);
         for (i, (service, mut socket, origin)) in opened.into_iter().enumerate() {
@@ -217,7 +284,7 @@ impl Server {
                 addr: addr.map_err(BindError::Setup)?,
             };
             match origin {
-                Some(by) => info!("listening on {instance}, passed by {by}"),
+                Some(origin) => info!("listening on {instance}, {origin}"),
                 None => info!("listening on {instance}"),
             }
             instances.push(Bound {
@@ -228,6 +295,22 @@ impl Server {
                 socket,
             });
         }
+        let handover = match (&config.handover, handover_uid) {
+            (Some(path), Some(uid)) => {
+                let socket = handover_listener(path, takeover.as_mut())?;
+                let token = tokens.token(Target::Handover);
+                poll.registry()
+                    .register(
+                        &mut SourceFd(&socket.as_raw_fd()),
+                        token,
+                        Interest::READABLE,
+                    )
+                    .map_err(BindError::Setup)?;
+                debug!("handover: serving {} for the next upgrade", path.display());
+                Some(Handover::new(path.clone(), socket, uid))
+            }
+            _ => None,
+        };
         let udp_ports = instances
             .iter()
             .map(|b| b.counted.instance)
@@ -278,6 +361,8 @@ impl Server {
             console_again: false,
             deserted: false,
             stepper,
+            handover,
+            takeover,
             config,
         })
     }

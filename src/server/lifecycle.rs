@@ -72,6 +72,15 @@ fn idle_deadline(
 impl Server {
     /// Before the first wait: ready, and the timers that run from the start.
     pub(super) fn start(&mut self) {
+        if let Some(takeover) = self.takeover.take() {
+            let pid = takeover.pid();
+            if let Err(e) = takeover.ready() {
+                warn!(
+                    "handover: cannot tell the old daemon (pid {pid}) this one is ready: {}",
+                    crate::os::sockets::reason(&e)
+                );
+            }
+        }
         self.notifier
             .ready(&format!("serving {} socket(s)", self.instances.len()));
         if self.notifier.watchdog_every.is_some() {
@@ -165,20 +174,11 @@ impl Server {
         // closing a listener would reset them, so they are accepted (and served) first.
         self.accept_on_every_listener(now);
         // Closing the listeners refuses new connections; closing the UDP sockets ends
-        // their service. Each leaves the poll first: a socket an inetd or the service manager
-        // passed is theirs too, and closing this descriptor alone would leave it registered.
-        for bound in &mut self.instances {
-            let registry = self.poll.registry();
-            let left = match &mut bound.socket {
-                Socket::Listener(s) => registry.deregister(s),
-                Socket::Udp(s) => registry.deregister(s),
-                Socket::Closed => Ok(()),
-            };
-            if let Err(e) = left {
-                debug!("{}: leaving the poll: {e}", bound.counted.instance);
-            }
-            bound.socket = Socket::Closed;
+        // their service; no new daemon can take over.
+        for i in 0..self.instances.len() {
+            self.leave_poll(i);
         }
+        self.close_handover_listener();
         self.loop_timers.disarm(LoopTimer::AcceptRetry);
         self.loop_timers.disarm(LoopTimer::ExitIdle);
         self.loop_timers
@@ -191,6 +191,24 @@ impl Server {
         info!("{status}");
         self.notifier.stopping(&status);
         self.set_lifecycle(Lifecycle::Draining, why);
+    }
+
+    /// Instance `i`'s socket leaves the poll, then its descriptor here closes. It leaves the
+    /// poll first: the socket may be open in another process (an inetd's, the service
+    /// manager's, or a new daemon's that took it over), and the poll watches the socket, not
+    /// the descriptor, so closing the descriptor alone would leave it watched.
+    pub(super) fn leave_poll(&mut self, i: usize) {
+        let bound = &mut self.instances[i];
+        let registry = self.poll.registry();
+        let left = match &mut bound.socket {
+            Socket::Listener(s) => registry.deregister(s),
+            Socket::Udp(s) => registry.deregister(s),
+            Socket::Closed => Ok(()),
+        };
+        if let Err(e) = left {
+            debug!("{}: leaving the poll: {e}", bound.counted.instance);
+        }
+        bound.socket = Socket::Closed;
     }
 
     /// The grace period is over: every connection still open gets its last words and closes.
@@ -239,6 +257,7 @@ impl Server {
                     self.loop_timers.arm(LoopTimer::Watchdog, after(now, every));
                 }
             }
+            LoopTimer::Handover => self.successor_timed_out(now),
             LoopTimer::ExitIdle => {
                 // A client that connected since the poll woke is served in full, not only
                 // for the grace period.

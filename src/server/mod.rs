@@ -40,9 +40,11 @@ mod bind;
 mod conn;
 mod console;
 pub mod counters;
+mod handover;
 mod lifecycle;
 mod step;
 mod table;
+mod takeover;
 mod timers;
 mod token;
 mod trace;
@@ -160,6 +162,11 @@ pub struct Server {
     deserted: bool,
     /// Standard input as the learner's step key (`--step`).
     stepper: Option<Stepper>,
+    /// The handover socket, served for the next upgrade (`--handover`).
+    handover: Option<handover::Handover>,
+    /// The sockets taken from the daemon this one replaces, until it is told this one is
+    /// ready (when the loop starts).
+    takeover: Option<takeover::Takeover>,
 }
 
 impl Server {
@@ -286,6 +293,8 @@ impl Server {
                     }
                 }
             },
+            Target::Handover => self.on_handover_listener(pass.get()),
+            Target::Successor => self.on_successor(pass.get()),
             Target::Conn(key) => {
                 if event.is_read_closed() {
                     if let Some(conn) = self.conns.get_mut(key) {

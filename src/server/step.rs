@@ -267,6 +267,7 @@ impl Server {
                 }
                 Transport::Udp => "receive datagrams in batches and answer them".into(),
             },
+            Target::Handover | Target::Successor => "the handover exchange".into(),
             Target::Conn(key) => {
                 let fin = if event.is_read_closed() {
                     " (the client's FIN came: its EOF follows what is queued)"

@@ -217,14 +217,17 @@ pub(crate) enum LoopTimer {
     Watchdog,
     /// Nothing has been open for `--exit-idle`: the daemon stops.
     ExitIdle,
+    /// The new daemon taking over (`--handover`) was not ready in time.
+    Handover,
 }
 
 impl LoopTimer {
-    const ALL: [LoopTimer; 4] = [
+    const ALL: [LoopTimer; 5] = [
         LoopTimer::DrainEnd,
         LoopTimer::AcceptRetry,
         LoopTimer::Watchdog,
         LoopTimer::ExitIdle,
+        LoopTimer::Handover,
     ];
 }
 
@@ -299,6 +302,9 @@ impl std::fmt::Display for Due {
             Due::Loop(LoopTimer::AcceptRetry) => f.write_str("the time to try accepting again"),
             Due::Loop(LoopTimer::Watchdog) => f.write_str("the next watchdog ping"),
             Due::Loop(LoopTimer::ExitIdle) => f.write_str("the end of the idle time (--exit-idle)"),
+            Due::Loop(LoopTimer::Handover) => {
+                f.write_str("the new daemon's time to be ready (--handover)")
+            }
             Due::DropLog => f.write_str("the drop log's summary line"),
             Due::RateTables => f.write_str("the rate tables' clean-up"),
         }

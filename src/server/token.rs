@@ -5,7 +5,8 @@
 //!   0        1         2         3 ... 3+n-1            3+n ...
 //!   waker    signals   console   instance 0 .. n-1      connection (slab key 0, 1, ...)
 //! ```
-//! The arithmetic lives here and nowhere else: [`Tokens::token`] and [`Tokens::target`] are the
+//! The two sockets of a handover (`--handover`) have the last tokens but one and two, which
+//! no connection reaches. The arithmetic lives here and nowhere else: [`Tokens::token`] and [`Tokens::target`] are the
 //! one conversion each way.
 
 use mio::Token;
@@ -23,10 +24,17 @@ pub(crate) enum Target {
     Instance(usize),
     /// A connection, by its slab key.
     Conn(usize),
+    /// The handover socket (`--handover PATH`): a new daemon connects.
+    Handover,
+    /// The connection of the new daemon taking over.
+    Successor,
 }
 
 /// The first instance's token.
 const FIRST_INSTANCE: usize = 3;
+/// The handover's tokens (`usize::MAX` is left to the poll).
+const HANDOVER: usize = usize::MAX - 1;
+const SUCCESSOR: usize = usize::MAX - 2;
 
 /// Tokens for a loop with a given number of instances.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +54,8 @@ impl Tokens {
             Target::Console => 2,
             Target::Instance(i) => FIRST_INSTANCE + i,
             Target::Conn(key) => FIRST_INSTANCE + self.instances + key,
+            Target::Handover => HANDOVER,
+            Target::Successor => SUCCESSOR,
         })
     }
 
@@ -54,6 +64,8 @@ impl Tokens {
             0 => Target::Waker,
             1 => Target::Signals,
             2 => Target::Console,
+            HANDOVER => Target::Handover,
+            SUCCESSOR => Target::Successor,
             t if t < FIRST_INSTANCE + self.instances => Target::Instance(t - FIRST_INSTANCE),
             t => Target::Conn(t - FIRST_INSTANCE - self.instances),
         }
@@ -75,6 +87,8 @@ mod tests {
             Target::Instance(1),
             Target::Conn(0),
             Target::Conn(7),
+            Target::Handover,
+            Target::Successor,
         ] {
             assert_eq!(tokens.target(tokens.token(target)), target);
         }

@@ -74,6 +74,8 @@ impl Server {
                 }
             }
             Target::Conn(key) => format!("conn {key}"),
+            Target::Handover => "the handover socket".to_string(),
+            Target::Successor => "the new daemon taking over".to_string(),
         }
     }
 }
