@@ -108,11 +108,11 @@ systemd:
   WATCHDOG=1 go to NOTIFY_SOCKET when it is set.
 Upgrades:
       --handover PATH         take the sockets of the daemon serving the
-                              unix socket PATH (which then drains and
-                              exits 0), bind the rest, and serve PATH
-                              for the next upgrade; with none there,
-                              bind everything. Not with --inetd,
-                              --console, --step or passed sockets      [off]
+                              unix socket PATH, which then drains and
+                              exits 0; bind the rest; serve PATH for the
+                              next upgrade (none there: bind it all).
+                              Not with --inetd, --console, --step or
+                              passed sockets                           [none]
 Under an inetd (wait mode) or socket activation:
       --inetd TRANSPORT:SERVICE  standard input is the socket an inetd
                               passes (a wait service): tcp:count,
@@ -531,6 +531,16 @@ mod tests {
     }
 
     #[test]
+    fn handover_takes_a_path() {
+        let c = run(&["--handover", "/run/oneloop/handover.sock"]).unwrap();
+        assert_eq!(
+            c.handover,
+            Some(PathBuf::from("/run/oneloop/handover.sock"))
+        );
+        assert_eq!(run(&[]).unwrap().handover, None);
+    }
+
+    #[test]
     fn usage_errors_say_what_is_wrong() {
         for (args, says) in [
             (&["--bogus"][..], "unknown option '--bogus'"),
@@ -569,6 +579,26 @@ mod tests {
             (&["--user", ""], "--user: the name is empty"),
             (&["--inetd", "tcp"], "--inetd: expected tcp:SERVICE"),
             (&["--step", "--console"], "--step cannot go with --console"),
+            (
+                &["--handover", "/run/h", "--inetd", "tcp:count"],
+                "--handover cannot go with --inetd",
+            ),
+            (
+                &["--handover", "/run/h", "--console"],
+                "--handover cannot go with --console",
+            ),
+            (
+                &["--handover", "/run/h", "--step"],
+                "--handover cannot go with --step",
+            ),
+            (
+                &["--handover", ""],
+                "--handover: the path must be 1 to 107 bytes",
+            ),
+            (
+                &["--handover", &"/x".repeat(54)],
+                "--handover: the path must be 1 to 107 bytes",
+            ),
             (
                 &["--step", "--inetd", "tcp:count"],
                 "--step cannot go with --inetd",

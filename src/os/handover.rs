@@ -162,3 +162,85 @@ pub fn unsafe_directory(path: &Path, uid: u32) -> io::Result<Option<String>> {
         None
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    fn pair() -> (Socket, Socket) {
+        Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap()
+    }
+
+    #[test]
+    fn a_record_carries_its_descriptors_to_the_other_side() {
+        let (a, b) = pair();
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        send(&a, b"offer\nx", &[theirs.as_raw_fd()]).unwrap();
+        drop(theirs);
+        let mut buf = [0u8; 64];
+        let (n, fds) = recv(&b, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"offer\nx");
+        let [fd] = <[OwnedFd; 1]>::try_from(fds).unwrap();
+        // The descriptor received is the same socket: what is written to it comes out here.
+        UnixStream::from(fd).write_all(b"hi").unwrap();
+        let mut got = [0u8; 2];
+        ours.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hi");
+    }
+
+    #[test]
+    fn records_keep_their_bounds_and_a_close_reads_as_zero() {
+        let (a, b) = pair();
+        send(&a, b"hello", &[]).unwrap();
+        send(&a, b"end 0 1", &[]).unwrap();
+        drop(a);
+        let mut buf = [0u8; 64];
+        assert_eq!(recv(&b, &mut buf).unwrap().0, 5);
+        assert_eq!(recv(&b, &mut buf).unwrap().0, 7);
+        assert_eq!(recv(&b, &mut buf).unwrap().0, 0);
+    }
+
+    #[test]
+    fn a_record_too_long_for_the_buffer_is_an_error() {
+        let (a, b) = pair();
+        send(&a, &[b'x'; 100], &[]).unwrap();
+        let err = recv(&b, &mut [0u8; 10]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn the_peer_is_this_process() {
+        let (a, _b) = pair();
+        let (uid, pid) = peer_cred(a.as_raw_fd()).unwrap();
+        // SAFETY: geteuid cannot fail.
+        assert_eq!(uid, unsafe { libc::geteuid() });
+        assert_eq!(pid as u32, std::process::id());
+    }
+
+    #[test]
+    fn a_directory_others_may_write_to_is_named() {
+        let dir = std::env::temp_dir().join(format!("oneloop-handover-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // SAFETY: geteuid cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        let path = dir.join("s");
+        let mode = |m| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(m));
+        mode(0o755).unwrap();
+        assert_eq!(unsafe_directory(&path, uid).unwrap(), None);
+        mode(0o775).unwrap();
+        let why = unsafe_directory(&path, uid).unwrap().unwrap();
+        assert!(
+            why.contains("others may write") && why.contains("775"),
+            "{why}"
+        );
+        mode(0o1777).unwrap();
+        assert!(unsafe_directory(&path, uid).unwrap().is_some());
+        mode(0o700).unwrap();
+        std::fs::write(&path, "").unwrap();
+        let why = unsafe_directory(&path.join("s"), uid).unwrap().unwrap();
+        assert!(why.contains("not a directory"), "{why}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
