@@ -163,10 +163,8 @@ pub fn serve(args: Vec<OsString>) -> u8 {
         }
     };
     if config.handover.is_some() && !activated.is_empty() {
-        eprintln!(
-            "oneloop: --handover cannot go with sockets passed by the service manager: its \
-             socket units keep them across a restart\nTry 'oneloop --help'."
-        );
+        let e = crate::config::ConfigError::HandoverWith(crate::server::PASSED_SOCKETS);
+        eprintln!("oneloop: {e}\nTry 'oneloop --help'.");
         return 2;
     }
     let mut activated = activated;

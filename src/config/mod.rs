@@ -492,7 +492,8 @@ pub enum ConfigError {
     ConsoleWithInetd,
     /// `step` wants standard input, which the option named has too.
     StepWith(&'static str),
-    /// `handover` with an option that serves standard input, which no new daemon can take.
+    /// `handover` with what it cannot go with: an option that serves standard input, which
+    /// no new daemon can take, or sockets passed by the service manager.
     HandoverWith(&'static str),
     /// A `handover` path that is empty or too long for a unix socket.
     HandoverPath,
@@ -516,10 +517,7 @@ impl fmt::Display for ConfigError {
             ConfigError::StepWith(other) => {
                 write!(f, "--step cannot go with {other}: both read standard input")
             }
-            ConfigError::HandoverWith(other) => write!(
-                f,
-                "--handover cannot go with {other}: standard input cannot be handed over"
-            ),
+            ConfigError::HandoverWith(other) => write!(f, "--handover cannot go with {other}"),
             ConfigError::HandoverPath => write!(
                 f,
                 "--handover: the path must be 1 to {} bytes long (a unix socket's address)",

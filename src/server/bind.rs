@@ -129,6 +129,10 @@ fn listen_backlog(asked: Option<i32>) -> i32 {
     backlog
 }
 
+/// What `--handover` cannot go with when a service manager passed sockets.
+pub const PASSED_SOCKETS: &str =
+    "sockets passed by the service manager: its socket units keep them across a restart";
+
 /// The handover socket at `path`: the one the old daemon hands over, else a new one.
 fn handover_listener(
     path: &Path,
@@ -160,6 +164,9 @@ impl Server {
         config.validate().map_err(BindError::Config)?;
         if config.instances.is_empty() && activated.is_empty() {
             return Err(BindError::Config(ConfigError::NoService));
+        }
+        if config.handover.is_some() && !activated.is_empty() {
+            return Err(BindError::Config(ConfigError::HandoverWith(PASSED_SOCKETS)));
         }
         let count = config.instances.len() + activated.len();
         if count > usize::from(u16::MAX) {

@@ -132,7 +132,8 @@ impl Server {
         if let Err(e) = registered {
             return warn!("handover: cannot serve pid {pid}: {}", reason(&e));
         }
-        let mut offered: Vec<Offered> = (0..self.instances.len())
+        // Configured instances only (a daemon with `--handover` has no passed sockets).
+        let mut offered: Vec<Offered> = (0..self.config.instances.len())
             .filter(|&i| !matches!(self.instances[i].socket, Socket::Closed))
             .map(Offered::Instance)
             .collect();

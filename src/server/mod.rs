@@ -60,7 +60,7 @@ use log::info;
 use mio::{Events, Poll, Waker};
 
 use bind::Bound;
-pub use bind::{default_backlog, BindError};
+pub use bind::{default_backlog, BindError, PASSED_SOCKETS};
 use conn::{Cx, Shared, State, Status};
 use console::Console;
 use counters::{Counters, Snapshot};
