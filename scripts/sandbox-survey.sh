@@ -13,8 +13,10 @@
 # the survey sees it instead of a death), and a Python driver plays the clients, the operator
 # and the signals: every service on TCP and UDP, long lines, backpressure, the limits
 # (refusals, deadlines, denials, rates), PROXY headers, the console, SIGUSR1, SIGHUP, SIGUSR2,
-# a drain on SIGTERM and a second SIGTERM, and both inetd modes with --exit-idle. Only the
-# calls after the `seccomp(SECCOMP_SET_MODE_FILTER, ...)` are counted.
+# a drain on SIGTERM and a second SIGTERM, both inetd modes with --exit-idle, and an upgrade
+# with --handover (both daemons surveyed: the old one hands its sockets over from its loop,
+# the new one says it is ready once its own filter is in). Only the calls after the
+# `seccomp(SECCOMP_SET_MODE_FILTER, ...)` are counted.
 #
 # The check is the unit test `os::sandbox::tables::tests::the_survey_and_the_table_agree`:
 # every surveyed call is in the table, and every call of the table's `Survey` group was
@@ -300,7 +302,35 @@ def inetd_udp(bin):
     return d.finish()
 
 
-SCENARIOS = [services, limits, proxy, console, inetd_tcp, inetd_udp]
+def handover(bin):
+    """An upgrade: a second daemon takes the first one's sockets over --handover while a
+    connection to the first is open; the first drains it and exits 0, the second serves."""
+    path = os.path.join(tempfile.mkdtemp(dir=WORK), "handover")
+    args = ["--tcp", "count@127.0.0.1:0", "--tcp", "echo@127.0.0.1:0",
+            "--udp", "echo@127.0.0.1:0", "--handover", path]
+    old = Daemon(bin, "handover-old", args)
+    a = old.addrs()
+    held = socket.create_connection(a[("tcp", "echo")], timeout=WAIT)
+    held.sendall(b"x")
+    held.recv(1)
+    new = Daemon(bin, "handover-new", args)
+    old.wait_for("is ready")
+    held.sendall(b"y")
+    if held.recv(1) != b"y":
+        fail("the old daemon did not serve its connection on")
+    held.close()
+    calls = old.finish()
+    if old.p.returncode != 0:
+        fail("the old daemon exited %d" % old.p.returncode)
+    if new.addrs() != a:
+        fail("the new daemon serves %s, the old one served %s" % (new.addrs(), a))
+    tcp(a[("tcp", "count")], b"after\n")
+    udp(a[("udp", "echo")], b"after")
+    new.signal(signal.SIGTERM)
+    return calls | new.finish()
+
+
+SCENARIOS = [services, limits, proxy, console, inetd_tcp, inetd_udp, handover]
 lines = [
     "# The system calls oneloop made once its sandbox was installed (x86_64, debug builds),",
     "# by C library, over the scenarios of scripts/sandbox-survey.sh, which writes this file.",

@@ -28,7 +28,13 @@
 #
 # Every NAME.strace.txt must pass the order check (scripts/traces/order.py): each narrated line
 # next to the call it tells of (`poll: woke` after its epoll_wait, `accept -> conn N` after its
-# accept4, each read or write after its call). Nothing is written when one does not.
+# accept4, each read or write after its call). Nothing is written when one does not. And the
+# lines a lesson of docs/learn/ quotes from a page by hand (after `<!-- excerpt traces/FILE -->`)
+# must still be lines of it, in order (scripts/traces/excerpts.py): the script fails otherwise.
+#
+# A scenario may start a second daemon (handover: the new daemon that takes the sockets over),
+# which gets pages of its own (handover-new.*); the process ids, the user and the handover
+# socket's temporary directory are normalised too.
 #
 # What changes from run to run is normalised: ports (the daemon's as 51423, 51424, ..., the
 # clients' as 40001, 40002, ..., in order of appearance, so messages keep their length),
@@ -64,6 +70,11 @@ if ! python3 "$order" "$out"/*.strace.txt; then
     die "the narration is out of place in the pages above: the aligner in scripts/traces/pages.py is wrong"
 fi
 
+# The lessons' excerpts of the pages (docs/learn/*.md) must still be lines of them.
+excerpts_hold=1
+python3 "$ROOT/scripts/traces/excerpts.py" "$ROOT/docs/learn" "$out" || excerpts_hold=0
+stale_excerpts="a lesson quotes lines the daemon no longer makes (above): edit its excerpt from docs/learn/traces"
+
 # The order check must see a misordered page for what it is: a page made by an aligner that
 # matched log lines to writes by length, where each narrated line comes too early. It must fail
 # there, on each kind of line it checks.
@@ -88,9 +99,11 @@ if [ "$check" -eq 1 ]; then
         say "If the change is meant, run: bash scripts/traces.sh, and review and commit the result."
         exit 1
     fi
-    say "docs/learn/traces is up to date, and every narrated line sits next to its call"
+    [ "$excerpts_hold" -eq 1 ] || die "$stale_excerpts"
+    say "docs/learn/traces is up to date, every narrated line sits next to its call, and the lessons' excerpts are lines of it"
 else
     rm -f "$pages"/*.txt "$pages"/*.js
     cp "$out"/* "$pages"/
     say "wrote docs/learn/traces ($(find "$out" -name '*.txt' -o -name '*.js' | wc -l) files)"
+    [ "$excerpts_hold" -eq 1 ] || die "$stale_excerpts"
 fi

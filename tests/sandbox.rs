@@ -219,6 +219,50 @@ fn a_sandboxed_daemon_has_no_new_privs_and_a_filter_and_serves_all_the_same() {
     }
 }
 
+/// An upgrade (`--handover`) from one sandboxed daemon to another: the running one hands its
+/// sockets over from its loop, under its filter (it accepts the new daemon, reads its
+/// credentials with `SO_PEERCRED`, makes the connection non-blocking, reads its records and
+/// sends the sockets with `SCM_RIGHTS`), serves its open connection to the end and exits 0;
+/// the new one, which says it is ready under its own filter, serves the same addresses.
+#[test]
+fn a_sandboxed_daemon_hands_its_sockets_over_to_a_sandboxed_one() {
+    let dir = tmp::TempDir::new("sandbox-handover");
+    let path = dir.0.join("handover");
+    let args = [
+        "--tcp",
+        "count@127.0.0.1:0",
+        "--udp",
+        "echo@127.0.0.1:0",
+        "--handover",
+        path.to_str().expect("a path in UTF-8"),
+        "--sandbox",
+    ];
+    let mut old = Proc::spawn(&args, "info");
+    let addrs = old.listening(2);
+    old.wait_for("sandbox: ");
+    let mut held = count_client(addrs[0]);
+    let mut new = Proc::spawn(&args, "info");
+    assert_eq!(new.listening(2), addrs, "{:?}", new.seen);
+    new.wait_for("handover: ready");
+    old.wait_for("is ready");
+    held.write_all(b"held\n").unwrap();
+    held.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut held), b"You entered 4 characters.\n");
+    assert_eq!(old.wait_exit(), 0, "{:?}", old.seen);
+    assert_eq!(
+        seccomp_status(new.pid()),
+        ("1".to_string(), "2".to_string())
+    );
+    assert_eq!(
+        count_reply(addrs[0], b"after\n"),
+        "You entered 5 characters.\n"
+    );
+    let udp = udp_client(addrs[1]);
+    assert_eq!(udp_ask(&udp, addrs[1], b"ping"), b"ping");
+    new.signal(libc::SIGTERM);
+    assert_eq!(new.wait_exit(), 0, "{:?}", new.seen);
+}
+
 /// A kernel (or an emulator) that takes no filter: the daemon does not serve without it.
 #[test]
 fn without_a_filter_the_daemon_exits_1_naming_why() {

@@ -9,10 +9,12 @@ wake-up of the daemon sees the same events on every run."""
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -34,13 +36,21 @@ RUNNING = []
 class Daemon:
     """The daemon under strace, its stderr read line by line, and the driver's steps."""
 
-    def __init__(self, name, args, startup=False, stdin=False, files=None):
+    def __init__(self, name, args, startup=False, stdin=False, files=None, calls="",
+                 title=None):
         self.name, self.startup = name, startup
+        # The player's title for this daemon's page, when it is not its scenario's page's.
+        self.title = title
+        # Daemons a scenario started besides this one, each with pages of its own.
+        self.others = []
+        # Real strings (process ids, a temporary directory) and what the pages show instead.
+        self.aliases = {}
         self.raw = os.path.join(OUT, name + ".raw")
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("LISTEN_", "NOTIFY_", "WATCHDOG_", "RUST_"))}
         env["RUST_LOG"] = "info,oneloop=trace"
-        cmd = ["strace", "-f", "-s", str(pages.RECORDED), "-o", self.raw, "-e", CALLS, BIN] + args
+        cmd = ["strace", "-f", "-s", str(pages.RECORDED), "-o", self.raw,
+               "-e", CALLS + calls, BIN] + args
         # `files`: the open-file limit, soft and hard, of strace and so of the daemon.
         limit = None if files is None else (
             lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (files, files)))
@@ -392,6 +402,40 @@ def emfile(d, ports):
     last_line(d, a, "client A", b"ay\n", b"You entered 2 characters.\n")
 
 
+# The handover socket's directory: a fresh one under /tmp (mode 0700, as --handover wants),
+# `/tmp/oneloop-` and 8 random characters, shown as `/tmp/oneloop-XXXXXXXX` (the same length).
+HANDOVER_DIR = tempfile.mkdtemp(prefix="oneloop-", dir="/tmp")
+HANDOVER_SHOWN = "/tmp/oneloop-XXXXXXXX"
+HANDOVER_ARGS = ["--tcp", "count@127.0.0.1:0", "--udp", "echo@127.0.0.1:0",
+                 "--handover", os.path.join(HANDOVER_DIR, "handover")]
+
+
+@scenario(HANDOVER_ARGS, calls=",exit_group")
+def handover(d, ports):
+    if len(HANDOVER_DIR) != len(HANDOVER_SHOWN):
+        fail("handover: %s is not as long as %s" % (HANDOVER_DIR, HANDOVER_SHOWN))
+    a = welcomed(d, ports[0], "client A")
+    d.step("a new daemon starts, the same instances and --handover, and --backlog 64 "
+           "(its own page: handover-new)")
+    new = Daemon("handover-new", HANDOVER_ARGS + ["--backlog", "64"], startup=True,
+                 calls=",exit_group",
+                 title="handover, the new daemon: it takes the sockets, says ready, serves")
+    d.others.append(new)
+    aliases = {str(d.pid): "OLDPID", str(new.pid): "NEWPID", HANDOVER_DIR: HANDOVER_SHOWN}
+    d.aliases = new.aliases = aliases
+    d.settle(after="is ready")
+    taken = new.ready()
+    if taken != ports:
+        fail("handover: the new daemon listens on %s, the old one on %s" % (taken, ports))
+    d.step('client A: sends "still served\\n" and its FIN in one segment, and reads to EOF')
+    send_with_fin(a, b"still served\n")
+    expect("client A", read_to_end(a), b"You entered 12 characters.\n")
+    a.close()
+    d.wait_exit()
+    b = welcomed(new, ports[0], "client B")
+    last_line(new, b, "client B", b"new\n", b"You entered 3 characters.\n")
+
+
 def main():
     made = []
     try:
@@ -402,20 +446,23 @@ def main():
             except OSError as e:
                 fail("%s: a client failed: %s; the daemon said:\n%s"
                      % (name, e, "\n".join(d.lines)))
-            if d in RUNNING:
-                d.stop()
-            names = pages.Names(d.lines)
-            log = [pages.norm_log(l, names) for l in d.lines]
-            strace_lines = pages.calls(d, log, names)
-            pages.write(OUT, d.name + ".trace.txt", pages.trace(d, log))
-            pages.write(OUT, d.name + ".strace.txt", strace_lines)
-            made.append((d.name, strace_lines))
+            for daemon in [d] + d.others:
+                if daemon in RUNNING:
+                    daemon.stop()
+                names = pages.Names(daemon.lines, daemon.aliases)
+                log = [pages.norm_log(l, names) for l in daemon.lines]
+                strace_lines = pages.calls(daemon, log, names)
+                pages.write(OUT, daemon.name + ".trace.txt", pages.trace(daemon, log))
+                pages.write(OUT, daemon.name + ".strace.txt", strace_lines)
+                made.append((daemon, name, strace_lines))
         pages.quote_into_pages(OUT)
         player.write_data(OUT, made)
     except BaseException:
         for d in RUNNING:
             d.kill()
         raise
+    finally:
+        shutil.rmtree(HANDOVER_DIR, ignore_errors=True)
 
 
 main()

@@ -22,15 +22,18 @@ def fail(msg):
 
 class Names:
     """Real ports to stable ones, in order of appearance: the daemon's listening ports
-    51423, 51424, ..., the others (the clients') 40001, 40002, ..."""
+    51423, 51424, ..., the others (the clients') 40001, 40002, ...; and the `aliases` a
+    scenario gives, real strings to what the pages show: process ids (after `pid ` or `pid=`,
+    and the last word of a handover's `end` record) and paths (replaced wherever they are)."""
 
-    def __init__(self, log):
+    def __init__(self, log, aliases=None):
         self.ports = {}
         for line in log:
             m = re.search(r"listening on \w+ 127\.0\.0\.1:(\d+)", line)
             if m:
                 self.ports.setdefault(m.group(1), str(51423 + len(self.ports)))
         self.listening = len(self.ports)
+        self.aliases = aliases or {}
 
     def port(self, real):
         if real == "0":
@@ -40,8 +43,17 @@ class Names:
         return self.ports[real]
 
     def text(self, line):
-        return re.sub(r"(127\.0\.0\.1:|htons\()(\d+)",
+        line = re.sub(r"(127\.0\.0\.1:|htons\()(\d+)",
                       lambda m: m.group(1) + self.port(m.group(2)), line)
+        for real, shown in self.aliases.items():
+            if not real.isdigit():
+                line = line.replace(real, shown)
+        alias = lambda m: m.group(1) + self.aliases.get(m.group(2), m.group(2))
+        line = re.sub(r"(\bpid[ =])(\d+)", alias, line)
+        line = re.sub(r'("end \d+ )(\d+)', alias, line)
+        # Who the daemon runs as: root in CI, someone else elsewhere.
+        line = re.sub(r"\buser \d+\)", "user UID)", line)
+        return re.sub(r"\buid=\d+, gid=\d+", "uid=UID, gid=GID", line)
 
 
 def rounded(seconds):
@@ -109,8 +121,22 @@ def shown(line):
     return STRING.sub(cut, line)
 
 
+def record_lengths(before, after):
+    """`after`, a `sendmsg` or `recvmsg` that `before` was until its record changed length
+    (a process id replaced): its `iov_len` (sent) and its result made the new length."""
+    m, n = (re.search(r'iov_base=%s, iov_len=(\d+)' % STRING.pattern, l) for l in (before, after))
+    if not (m and n) or not before.startswith(("sendmsg(", "recvmsg(")):
+        return after
+    was, now = (len(string_bytes(x.group(1))) for x in (m, n))
+    if was == now:
+        return after
+    if after.startswith("sendmsg(") and n.group(3) == str(was):
+        after = after[:n.start(3)] + str(now) + after[n.end(3):]
+    return re.sub(r"(\)\s+= )%d$" % was, lambda r: r.group(1) + str(now), after)
+
+
 def norm_call(line, names, d):
-    line = shown(names.text(line))
+    line = shown(record_lengths(line, names.text(line)))
     line = re.sub(r"\b0x[0-9a-f]{8,}\b", "0xADDR", line)
     line = re.sub(r"si_pid=\d+, si_uid=\d+", "si_pid=PID, si_uid=UID", line)
     m = re.match(r"(epoll_wait\(\d+, .*, \d+, )(\d+)(\)\s+= .*)", line)

@@ -44,6 +44,9 @@ CALLED = {
     "sendto": "write", "sendmmsg": "write",
     "shutdown": "close", "close": "close",
 }
+# The calls of a handover's exchange: in the loop (the old daemon) a read or a write; before
+# it (the new daemon, at start-up) part of the set-up.
+IN_THE_LOOP = {"recvmsg": "read", "sendmsg": "write"}
 
 
 def phases(lines):
@@ -74,6 +77,8 @@ def phases(lines):
                 phase = "accept"  # a new connection's registration
             elif name in CALLED:
                 phase = CALLED[name]
+            elif name in IN_THE_LOOP:
+                phase = IN_THE_LOOP[name] if looping else "setup"
             elif not looping:
                 phase = "setup"
         out.append(phase)
@@ -94,12 +99,15 @@ def rows(lines):
 
 
 def write_data(out, made):
-    """player-data.js: `made` is [(scenario, lines of its strace page)], in reading order."""
+    """player-data.js: `made` is [(daemon, its scenario, lines of its strace page)], in
+    reading order; the title is the daemon's own, else the first line of its scenario's page."""
     data = []
-    for name, lines in made:
-        with open(os.path.join(out, name + ".md")) as f:
-            title = f.readline().lstrip("# ").strip()
-        data.append({"name": name, "title": title, "rows": rows(lines)})
+    for daemon, scenario, lines in made:
+        title = daemon.title
+        if title is None:
+            with open(os.path.join(out, scenario + ".md")) as f:
+                title = f.readline().lstrip("# ").strip()
+        data.append({"name": daemon.name, "title": title, "rows": rows(lines)})
     with open(os.path.join(out, "player-data.js"), "w") as f:
         f.write("// Made by scripts/traces.sh from the pages of this directory: do not edit.\n")
         f.write("// Each row: [kind, phase, text]; kind n narrated, s the driver's step, c a call,\n")

@@ -1,8 +1,8 @@
 //! The seccomp filter as classic BPF, built from an architecture's table (see
 //! [`super::tables`]): the architecture is checked first, x86_64's x32 numbers are refused,
 //! then each call of the table is one comparison with the call's number and, for the few
-//! whose arguments are checked, a short block over the low 32 bits of one argument. Whatever
-//! is not in the table gets the default action.
+//! whose arguments are checked, a short block over the low 32 bits of one or two arguments.
+//! Whatever is not in the table gets the default action.
 //!
 //! Every call the filter allows whatever its arguments is a constant answer, so kernels from
 //! 5.11 on cache it per call number and never run the filter for it again: the loop's own
@@ -24,9 +24,21 @@ fn arg_low(n: u32) -> u32 {
     16 + 8 * n
 }
 
-/// The file descriptor commands `fcntl` may run: `F_GETFD` (the standard library checks a
-/// descriptor with it when it closes one, in debug builds) and `F_GETFL`.
+/// The file descriptor commands `fcntl` may run whatever their argument: `F_GETFD` (the
+/// standard library checks a descriptor with it when it closes one, in debug builds) and
+/// `F_GETFL`.
 pub(crate) const FCNTL_COMMANDS: [u32; 2] = [libc::F_GETFD as u32, libc::F_GETFL as u32];
+
+/// The flags `fcntl(F_SETFL)` may be given: `O_NONBLOCK` and the access mode (which
+/// `F_SETFL` ignores), so that it only makes a socket non-blocking (the connection of a new
+/// daemon taking over) or blocking; `O_APPEND`, `O_ASYNC`, `O_DIRECT` and `O_NOATIME` are
+/// refused.
+pub(crate) const SETFL_FLAGS: u32 = (libc::O_ACCMODE | libc::O_NONBLOCK) as u32;
+
+/// The one option `getsockopt` may read, as (argument, value): level `SOL_SOCKET`, option
+/// `SO_PEERCRED` (the same numbers on the three architectures).
+pub(crate) const PEER_CRED: [(u32, u32); 2] =
+    [(1, libc::SOL_SOCKET as u32), (2, libc::SO_PEERCRED as u32)];
 
 /// The flags of `openat` a reload of an access file uses, and the only ones allowed.
 pub(crate) const READ_FLAGS: u32 = (libc::O_RDONLY | libc::O_CLOEXEC) as u32;
@@ -77,8 +89,23 @@ pub(crate) fn program(
             }
             Kind::UnixSocket => p.arg_in(nr, 0, &[libc::AF_UNIX as u32], refuse),
             Kind::OwnPid => p.arg_in(nr, 0, &[pid], refuse),
-            Kind::Fcntl => p.arg_in(nr, 1, &FCNTL_COMMANDS, refuse),
+            Kind::Fcntl => {
+                // fcntl(fd, cmd, arg): the commands that only read, whatever `arg`, and
+                // F_SETFL with no flag but SETFL_FLAGS.
+                p.skip_unless_eq(nr, 2 * FCNTL_COMMANDS.len() + 6);
+                p.load(arg_low(1));
+                for &cmd in &FCNTL_COMMANDS {
+                    p.skip_unless_eq(cmd, 1);
+                    p.ret(libc::SECCOMP_RET_ALLOW);
+                }
+                p.skip_unless_eq(libc::F_SETFL as u32, 3);
+                p.load(arg_low(2));
+                p.jump(BPF_JSET, !SETFL_FLAGS, 1, 0);
+                p.ret(libc::SECCOMP_RET_ALLOW);
+                p.ret(refuse);
+            }
             Kind::Fionbio => p.arg_in(nr, 1, &[libc::FIONBIO as u32], refuse),
+            Kind::PeerCred => p.args_are(nr, &PEER_CRED, refuse),
             Kind::ReadBeneath => {
                 // openat(dirfd, name, flags): only in the access files' directories, and
                 // read-only.
@@ -151,6 +178,20 @@ impl Program {
             self.skip_unless_eq(v, 1);
             self.ret(libc::SECCOMP_RET_ALLOW);
         }
+        self.ret(refuse);
+    }
+
+    /// Call `nr` is allowed when the low half of each argument `arg` of `args` is its
+    /// `value`; with any other value of one of them it is refused.
+    fn args_are(&mut self, nr: u32, args: &[(u32, u32)], refuse: u32) {
+        self.skip_unless_eq(nr, 2 * args.len() + 2);
+        for (i, &(arg, value)) in args.iter().enumerate() {
+            self.load(arg_low(arg));
+            // A mismatch skips the checks left and the allow, to the refusal.
+            let to_refusal = u8::try_from(2 * (args.len() - i - 1) + 1).expect("a short block");
+            self.jump(BPF_JEQ, value, 0, to_refusal);
+        }
+        self.ret(libc::SECCOMP_RET_ALLOW);
         self.ret(refuse);
     }
 }
@@ -272,6 +313,27 @@ pub(crate) mod tests {
         let fcntl = nr(table.fcntl);
         assert_eq!(ask(fcntl, [3, libc::F_GETFD as u64, 0, 0, 0, 0]), allow);
         assert_eq!(ask(fcntl, [3, libc::F_DUPFD as u64, 0, 0, 0, 0]), trap);
+        // F_SETFL: the non-blocking flag (beside the access mode), and no other flag.
+        let setfl = |flags: i32| ask(fcntl, [3, libc::F_SETFL as u64, flags as u64, 0, 0, 0]);
+        assert_eq!(setfl(libc::O_RDWR | libc::O_NONBLOCK), allow);
+        assert_eq!(setfl(libc::O_RDWR), allow);
+        for flag in [
+            libc::O_APPEND,
+            libc::O_ASYNC,
+            libc::O_DIRECT,
+            libc::O_NOATIME,
+        ] {
+            assert_eq!(
+                setfl(libc::O_RDWR | libc::O_NONBLOCK | flag),
+                trap,
+                "{} F_SETFL {flag:#o}",
+                table.arch
+            );
+        }
+        for cmd in [libc::F_SETFD, libc::F_SETOWN, libc::F_SETLK] {
+            let nonblocking = libc::O_NONBLOCK as u64;
+            assert_eq!(ask(fcntl, [3, cmd as u64, nonblocking, 0, 0, 0]), trap);
+        }
         assert_eq!(
             ask(nr("ioctl"), [3, libc::FIONBIO as u64, 0, 0, 0, 0]),
             allow
@@ -280,6 +342,26 @@ pub(crate) mod tests {
             ask(nr("ioctl"), [3, libc::TIOCSTI as u64, 0, 0, 0, 0]),
             trap
         );
+        // Whose peer a socket has, and no other option.
+        let getsockopt = nr("getsockopt");
+        let opt = |level: i32, name: i32| [5, level as u64, name as u64, 0, 0, 0];
+        assert_eq!(
+            ask(getsockopt, opt(libc::SOL_SOCKET, libc::SO_PEERCRED)),
+            allow
+        );
+        for (level, name) in [
+            (libc::SOL_SOCKET, libc::SO_ERROR),
+            (libc::SOL_SOCKET, libc::SO_PEERSEC),
+            (libc::IPPROTO_TCP, libc::SO_PEERCRED),
+            (libc::IPPROTO_TCP, libc::TCP_INFO),
+        ] {
+            assert_eq!(
+                ask(getsockopt, opt(level, name)),
+                trap,
+                "{} getsockopt({level}, {name})",
+                table.arch
+            );
+        }
         // Calls the daemon never makes, by this architecture's numbers.
         for name in [
             "execve", "openat", "ptrace", "clone", "bind", "listen", "kill",

@@ -7,7 +7,7 @@
 //! - `always`: allowed though no scenario shows it: the clock when the vDSO is missing
 //!   (`clock_gettime`, `gettimeofday`, `time`, the `_time64` ones); what a panic needs to
 //!   write its message and end the process (`write`, `writev`, `futex`, `rt_sigprocmask`,
-//!   `rt_sigaction`, `getpid`, `gettid`, `tgkill`/`tkill` to itself, `exit`, `exit_group`,
+//!   `rt_sigaction`, `gettid`, `tgkill`/`tkill` to itself, `exit`, `exit_group`,
 //!   `sigaltstack`, `munmap`, `madvise`); what the allocator may do under a load the scenarios
 //!   do not reach (`brk`, `mremap`, `mprotect` without `PROT_EXEC`); `getrandom`, which seeds
 //!   the standard library's hash maps once (before the filter, in every scenario); what
@@ -36,10 +36,13 @@ pub(crate) enum Kind {
     NoExec,
     /// `tgkill`, `tkill`: to this process only (a panic's abort).
     OwnPid,
-    /// `fcntl`: `F_GETFD` and `F_GETFL` only.
+    /// `fcntl`: `F_GETFD` and `F_GETFL`, and `F_SETFL` with `O_NONBLOCK` as its only flag.
     Fcntl,
     /// `ioctl`: `FIONBIO` only.
     Fionbio,
+    /// `getsockopt`: `SOL_SOCKET`, `SO_PEERCRED` only (who connected to the handover
+    /// socket).
+    PeerCred,
     /// `openat`: read-only, relative to the access files' directories (a reload).
     ReadBeneath,
 }
@@ -128,6 +131,9 @@ calls! {
         libc::SYS_recvfrom: Allow,
         libc::SYS_sendto: Allow,
         libc::SYS_sendmsg: Allow,
+        libc::SYS_recvmsg: Allow,
+        libc::SYS_getsockopt: PeerCred,
+        libc::SYS_getpid: Allow,
         libc::SYS_recvmmsg: Allow,
         libc::SYS_sendmmsg: Allow,
         libc::SYS_shutdown: Allow,
@@ -149,7 +155,6 @@ calls! {
         libc::SYS_futex: Allow,
         libc::SYS_rt_sigaction: Allow,
         libc::SYS_rt_sigprocmask: Allow,
-        libc::SYS_getpid: Allow,
         libc::SYS_gettid: Allow,
         libc::SYS_tgkill: OwnPid,
         libc::SYS_tkill: OwnPid,
