@@ -25,7 +25,8 @@
 //!           client/, load/
 //!   │
 //! server/   the loop: Server and run, tokens, bind, accept, the connection table, conn/,
-//!           UDP serving, the console, lifecycle, timers, counters, trace
+//!           UDP serving, the console, lifecycle, timers, counters, trace, and the
+//!           handover of the sockets to a new daemon (handover, takeover)
 //!   │
 //!   ├── policy/  who is served and how much: access lists, per-source tables, the gate
 //!   ├── os/      Linux calls that decide nothing: sockets, batched datagrams, systemd,

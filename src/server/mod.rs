@@ -7,7 +7,8 @@
 //!     │                  ├─ conn       → Conn::pump: read ⇄ session ⇄ write (conn/)
 //!     │                  ├─ signals    → drain (a second one: stop now); SIGUSR1: counters
 //!     │                  ├─ waker      → the same, from a Shutdown handle (lifecycle.rs)
-//!     │                  └─ stdin      → the operator's lines (console.rs)
+//!     │                  ├─ stdin      → the operator's lines (console.rs)
+//!     │                  └─ handover   → a new daemon takes the sockets over; drain (handover.rs)
 //!     ├── again-list: sockets that used their turn go again before the loop sleeps
 //!     ├── deadlines due: connections' and the loop's own (timers.rs)
 //!     ├── closed connections leave the table (table.rs), and their sockets close
