@@ -138,12 +138,24 @@ impl Takeover {
 /// The exchange up to the last offer: the sockets by name, and the old daemon's pid.
 fn receive(conn: &Socket) -> Result<(Vec<(String, OwnedFd)>, u32), String> {
     let (mut taker, hello) = Taker::start();
-    unix::send(conn, &hello.encode(), &[])
-        .map_err(|e| format!("the running daemon did not take the hello: {}", reason(&e)))?;
+    // A daemon that refuses says why as it accepts, then closes: the hello may then find the
+    // connection closed, or, left unread there, make the first read report a reset; the
+    // refusal still waits to be read.
+    let mut reset_seen = false;
+    if let Err(e) = unix::send(conn, &hello.encode(), &[]) {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            let why = reason(&e);
+            return Err(format!("the running daemon did not take the hello: {why}"));
+        }
+    }
     let mut fds = Vec::new();
     let mut buf = [0u8; MAX_RECORD];
     loop {
         match unix::recv(conn, &mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !reset_seen => {
+                reset_seen = true;
+                continue;
+            }
             Ok((0, _)) => taker.on(Input::Closed),
             Ok((n, got)) => {
                 taker.on(Input::Record(&buf[..n], got.len()));
