@@ -182,15 +182,10 @@ fn receive(conn: &Socket) -> Result<(Vec<(String, OwnedFd)>, u32), String> {
     }
 }
 
-/// A socket taken for `asked`, made ready to serve as this daemon is configured: the options
-/// that cannot change after bind must be as asked, the others are set again (and `backlog`
-/// by listening again). The error names what differs.
-pub(crate) fn adopt(
-    fd: OwnedFd,
-    asked: &Instance,
-    opts: &SocketOptions,
-    backlog: i32,
-) -> Result<Socket, String> {
+/// A socket taken for `asked`, checked: its kind, and the options that cannot change after
+/// bind, must be as asked. The error names what differs. Nothing is set on it yet: the
+/// running daemon serves it as it was (see [`set_again`]).
+pub(crate) fn adopt(fd: OwnedFd, asked: &Instance, opts: &SocketOptions) -> Result<Socket, String> {
     let socket = Socket::from(fd);
     let what = format!("--handover: the socket of {}", name(asked));
     let inspect = |e: io::Error| format!("{what} cannot be inspected: {}", reason(&e));
@@ -228,7 +223,23 @@ pub(crate) fn adopt(
              bind (stop the old daemon to change it)"
         ));
     }
-    crate::os::sockets::set_again(&socket, asked.transport, opts, backlog)
-        .map_err(|e| format!("{what}: its options cannot be set: {}", reason(&e)))?;
     Ok(socket)
+}
+
+/// The options of a socket taken for `asked` that may change set again as this daemon is
+/// configured (and `backlog` by listening again): once every socket is taken or bound, so that
+/// a new daemon that fails before leaves the running one's sockets as they were.
+pub(crate) fn set_again(
+    socket: &Socket,
+    asked: &Instance,
+    opts: &SocketOptions,
+    backlog: i32,
+) -> Result<(), String> {
+    crate::os::sockets::set_again(socket, asked.transport, opts, backlog).map_err(|e| {
+        format!(
+            "--handover: the socket of {}: its options cannot be set: {}",
+            name(asked),
+            reason(&e)
+        )
+    })
 }
