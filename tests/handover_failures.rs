@@ -56,9 +56,25 @@ struct Held {
     place: Place,
     old: Proc,
     addrs: Vec<SocketAddr>,
-    new: Proc,
-    /// The new daemon's pid, as the old one saw it connect (`new` is strace).
+    new: Traced,
+}
+
+/// The daemon strace runs.
+struct Traced {
+    strace: Proc,
+    /// The daemon's pid, as the old daemon saw it connect.
     pid: i32,
+}
+
+impl Drop for Traced {
+    /// Kills the daemon while strace still holds it (strace outlives it): strace, killed
+    /// alone, would let it go on.
+    fn drop(&mut self) {
+        if let Ok(None) = self.strace.child.try_wait() {
+            // SAFETY: kill with the pid of a process strace has not seen end.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+    }
 }
 
 /// [`Held`], in a place named `name`, the new daemon held for `hold`; `None` (the test skipped)
@@ -69,15 +85,14 @@ fn held(name: &str, hold: &str) -> Option<Held> {
     }
     let place = Place::new(name);
     let (mut old, addrs) = first(&place.path, &COUNT, 1);
-    let mut new = held_before_ready(&place.path, &COUNT, hold);
-    new.wait_for("handover: took 2 socket(s)");
+    let mut strace = held_before_ready(&place.path, &COUNT, hold);
+    strace.wait_for("handover: took 2 socket(s)");
     let pid = pid_in(&old.wait_for("handover: a new daemon (pid "));
     Some(Held {
         place,
         old,
         addrs,
-        new,
-        pid,
+        new: Traced { strace, pid },
     })
 }
 
@@ -103,14 +118,14 @@ fn a_new_daemon_killed_before_it_is_ready_leaves_the_old_one_serving() {
     // Meanwhile another one is refused: one takeover at a time.
     assert_refused_as_second(daemon(&h.place.path, &COUNT), &mut h.old);
     // SAFETY: kill with a pid the old daemon saw connect and a valid signal.
-    assert_eq!(unsafe { libc::kill(h.pid, libc::SIGKILL) }, 0);
+    assert_eq!(unsafe { libc::kill(h.new.pid, libc::SIGKILL) }, 0);
     // Killed, it skips the call held; strace holds its exit too, until strace goes.
-    h.new.signal(libc::SIGKILL);
-    h.new.wait_exit();
+    h.new.strace.signal(libc::SIGKILL);
+    h.new.strace.wait_exit();
     h.old.wait_for(&format!(
         "handover: the new daemon (pid {}) failed before it was ready: it closed the \
          connection before it was ready; serving on",
-        h.pid
+        h.new.pid
     ));
     serves_on_then_hands_over(h.old, &h.place.path, &COUNT, &h.addrs);
 }
@@ -125,7 +140,7 @@ fn a_new_daemon_silent_for_10_s_is_given_up_and_exits_when_it_wakes() {
         &format!(
             "handover: the new daemon (pid {}) failed before it was ready: it was not ready \
              in time; serving on",
-            h.pid
+            h.new.pid
         ),
         Duration::from_secs(20),
     );
@@ -133,8 +148,9 @@ fn a_new_daemon_silent_for_10_s_is_given_up_and_exits_when_it_wakes() {
     serves_on_then_hands_over(h.old, &h.place.path, &COUNT, &h.addrs);
     // The late one wakes to find nobody to tell: it leaves the sockets rather than serve
     // beside the daemon in charge.
-    assert_eq!(h.new.wait_exit(), 1, "{}", h.new.seen.join("\n"));
-    h.new.wait_for(&format!(
+    let late = &mut h.new.strace;
+    assert_eq!(late.wait_exit(), 1, "{}", late.seen.join("\n"));
+    late.wait_for(&format!(
         "handover: cannot tell the old daemon (pid {old_pid}) this one is ready"
     ));
 }
