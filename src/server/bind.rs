@@ -231,11 +231,13 @@ impl Server {
             0
         };
         let mut opened = Vec::with_capacity(count);
+        let mut taken = Vec::new();
         for asked in &config.instances {
             if let Some(t) = &mut takeover {
                 if let Some(fd) = t.take(&takeover::name(asked)) {
-                    let socket = takeover::adopt(fd, asked, &config.sockets, backlog)
-                        .map_err(BindError::Handover)?;
+                    let socket =
+                        takeover::adopt(fd, asked, &config.sockets).map_err(BindError::Handover)?;
+                    taken.push(opened.len());
                     let socket = match asked.transport {
                         Transport::Tcp => Socket::Listener(TcpListener::from_std(socket.into())),
                         Transport::Udp => Socket::Udp(UdpSocket::from_std(socket.into())),
@@ -318,6 +320,17 @@ impl Server {
             }
             _ => None,
         };
+        // Every socket is taken or bound: only now do the taken ones get this daemon's
+        // options, so that one that failed before left them as the running daemon has them.
+        for &i in &taken {
+            let socket = match &instances[i].socket {
+                Socket::Listener(s) => socket2::SockRef::from(s),
+                Socket::Udp(s) => socket2::SockRef::from(s),
+                Socket::Closed => continue,
+            };
+            takeover::set_again(&socket, &config.instances[i], &config.sockets, backlog)
+                .map_err(BindError::Handover)?;
+        }
         let udp_ports = instances
             .iter()
             .map(|b| b.counted.instance)

@@ -70,16 +70,18 @@ fn idle_deadline(
 }
 
 impl Server {
-    /// Before the first wait: ready, and the timers that run from the start.
-    pub(super) fn start(&mut self) {
+    /// Before the first wait: ready, and the timers that run from the start. A daemon that
+    /// took sockets but cannot tell the old daemon it is ready (which gave up waiting, or
+    /// died) does not serve: the old one serves on, or the sockets go with it.
+    pub(super) fn start(&mut self) -> io::Result<()> {
         if let Some(takeover) = self.takeover.take() {
             let pid = takeover.pid();
-            if let Err(e) = takeover.ready() {
-                warn!(
+            takeover.ready().map_err(|e| {
+                io::Error::other(format!(
                     "handover: cannot tell the old daemon (pid {pid}) this one is ready: {}",
                     crate::os::sockets::reason(&e)
-                );
-            }
+                ))
+            })?;
         }
         self.notifier
             .ready(&format!("serving {} socket(s)", self.instances.len()));
@@ -87,6 +89,7 @@ impl Server {
             self.loop_timers.arm(LoopTimer::Watchdog, self.clock.now());
         }
         self.rearm_exit_idle(self.clock.now());
+        Ok(())
     }
 
     /// The one place the loop's lifecycle changes.

@@ -205,7 +205,7 @@ impl Server {
     /// it has also logged.
     pub fn run(mut self) -> io::Result<Summary> {
         let mut events = Events::with_capacity(1024);
-        self.start();
+        self.start()?;
         while self.lifecycle != Lifecycle::Stopping {
             // The nearest due time, once a pass: it sets the poll's timeout, and after the
             // events it says whether anything is due (a pass with nothing armed, such as one

@@ -138,12 +138,24 @@ impl Takeover {
 /// The exchange up to the last offer: the sockets by name, and the old daemon's pid.
 fn receive(conn: &Socket) -> Result<(Vec<(String, OwnedFd)>, u32), String> {
     let (mut taker, hello) = Taker::start();
-    unix::send(conn, &hello.encode(), &[])
-        .map_err(|e| format!("the running daemon did not take the hello: {}", reason(&e)))?;
+    // A daemon that refuses says why as it accepts, then closes: the hello may then find the
+    // connection closed, or, left unread there, make the first read report a reset; the
+    // refusal still waits to be read.
+    let mut reset_seen = false;
+    if let Err(e) = unix::send(conn, &hello.encode(), &[]) {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            let why = reason(&e);
+            return Err(format!("the running daemon did not take the hello: {why}"));
+        }
+    }
     let mut fds = Vec::new();
     let mut buf = [0u8; MAX_RECORD];
     loop {
         match unix::recv(conn, &mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !reset_seen => {
+                reset_seen = true;
+                continue;
+            }
             Ok((0, _)) => taker.on(Input::Closed),
             Ok((n, got)) => {
                 taker.on(Input::Record(&buf[..n], got.len()));
@@ -170,15 +182,10 @@ fn receive(conn: &Socket) -> Result<(Vec<(String, OwnedFd)>, u32), String> {
     }
 }
 
-/// A socket taken for `asked`, made ready to serve as this daemon is configured: the options
-/// that cannot change after bind must be as asked, the others are set again (and `backlog`
-/// by listening again). The error names what differs.
-pub(crate) fn adopt(
-    fd: OwnedFd,
-    asked: &Instance,
-    opts: &SocketOptions,
-    backlog: i32,
-) -> Result<Socket, String> {
+/// A socket taken for `asked`, checked: its kind, and the options that cannot change after
+/// bind, must be as asked. The error names what differs. Nothing is set on it yet: the
+/// running daemon serves it as it was (see [`set_again`]).
+pub(crate) fn adopt(fd: OwnedFd, asked: &Instance, opts: &SocketOptions) -> Result<Socket, String> {
     let socket = Socket::from(fd);
     let what = format!("--handover: the socket of {}", name(asked));
     let inspect = |e: io::Error| format!("{what} cannot be inspected: {}", reason(&e));
@@ -216,7 +223,23 @@ pub(crate) fn adopt(
              bind (stop the old daemon to change it)"
         ));
     }
-    crate::os::sockets::set_again(&socket, asked.transport, opts, backlog)
-        .map_err(|e| format!("{what}: its options cannot be set: {}", reason(&e)))?;
     Ok(socket)
+}
+
+/// The options of a socket taken for `asked` that may change set again as this daemon is
+/// configured (and `backlog` by listening again): once every socket is taken or bound, so that
+/// a new daemon that fails before leaves the running one's sockets as they were.
+pub(crate) fn set_again(
+    socket: &Socket,
+    asked: &Instance,
+    opts: &SocketOptions,
+    backlog: i32,
+) -> Result<(), String> {
+    crate::os::sockets::set_again(socket, asked.transport, opts, backlog).map_err(|e| {
+        format!(
+            "--handover: the socket of {}: its options cannot be set: {}",
+            name(asked),
+            reason(&e)
+        )
+    })
 }

@@ -2,9 +2,11 @@
 //! bounded waits, and the built binary as a child process.
 #![allow(dead_code)] // each test file uses its own share of these
 
+pub mod handover;
 pub mod inetd;
 pub mod netns;
 pub mod tmp;
+pub mod users;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
@@ -333,7 +335,17 @@ impl Proc {
 
     /// Reads stderr lines (bounded wait) until `enough` holds for the lines seen so far.
     fn read_until(&mut self, what: &str, enough: impl Fn(&[String]) -> bool) {
-        let deadline = Instant::now() + WAIT;
+        self.read_until_within(what, WAIT, enough);
+    }
+
+    /// [`Proc::read_until`], waiting at most `within`.
+    fn read_until_within(
+        &mut self,
+        what: &str,
+        within: Duration,
+        enough: impl Fn(&[String]) -> bool,
+    ) {
+        let deadline = Instant::now() + within;
         while !enough(&self.seen) {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -345,7 +357,15 @@ impl Proc {
 
     /// Waits for a stderr line containing `needle`; returns it.
     pub fn wait_for(&mut self, needle: &str) -> String {
-        self.read_until(needle, |seen| seen.iter().any(|l| l.contains(needle)));
+        self.wait_for_within(needle, WAIT)
+    }
+
+    /// [`Proc::wait_for`], waiting at most `within`: for a line that comes after a wait of
+    /// the daemon's own.
+    pub fn wait_for_within(&mut self, needle: &str, within: Duration) -> String {
+        self.read_until_within(needle, within, |seen| {
+            seen.iter().any(|l| l.contains(needle))
+        });
         self.seen
             .iter()
             .find(|l| l.contains(needle))
