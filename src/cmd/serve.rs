@@ -163,7 +163,7 @@ pub fn serve(args: Vec<OsString>) -> u8 {
         }
     };
     if config.handover.is_some() && !activated.is_empty() {
-        let e = crate::config::ConfigError::HandoverWith(crate::server::PASSED_SOCKETS);
+        let e = crate::config::ConfigError::HandoverWithPassedSockets;
         eprintln!("oneloop: {e}\nTry 'oneloop --help'.");
         return 2;
     }

@@ -492,9 +492,10 @@ pub enum ConfigError {
     ConsoleWithInetd,
     /// `step` wants standard input, which the option named has too.
     StepWith(&'static str),
-    /// `handover` with what it cannot go with: an option that serves standard input, which
-    /// no new daemon can take, or sockets passed by the service manager.
+    /// `handover` with an option that serves standard input, which no new daemon can take.
     HandoverWith(&'static str),
+    /// `handover` with sockets passed by the service manager, which holds them itself.
+    HandoverWithPassedSockets,
     /// A `handover` path that is empty or too long for a unix socket.
     HandoverPath,
     /// More service instances than one daemon runs (the loop numbers them in 16 bits).
@@ -517,7 +518,14 @@ impl fmt::Display for ConfigError {
             ConfigError::StepWith(other) => {
                 write!(f, "--step cannot go with {other}: both read standard input")
             }
-            ConfigError::HandoverWith(other) => write!(f, "--handover cannot go with {other}"),
+            ConfigError::HandoverWith(other) => write!(
+                f,
+                "--handover cannot go with {other}: standard input cannot be handed over"
+            ),
+            ConfigError::HandoverWithPassedSockets => f.write_str(
+                "--handover cannot go with sockets passed by the service manager: its socket \
+                 units keep them across a restart",
+            ),
             ConfigError::HandoverPath => write!(
                 f,
                 "--handover: the path must be 1 to {} bytes long (a unix socket's address)",

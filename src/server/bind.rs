@@ -129,10 +129,6 @@ fn listen_backlog(asked: Option<i32>) -> i32 {
     backlog
 }
 
-/// What `--handover` cannot go with when a service manager passed sockets.
-pub const PASSED_SOCKETS: &str =
-    "sockets passed by the service manager: its socket units keep them across a restart";
-
 /// The handover socket at `path`: the one the old daemon hands over, else a new one.
 fn handover_listener(
     path: &Path,
@@ -166,7 +162,7 @@ impl Server {
             return Err(BindError::Config(ConfigError::NoService));
         }
         if config.handover.is_some() && !activated.is_empty() {
-            return Err(BindError::Config(ConfigError::HandoverWith(PASSED_SOCKETS)));
+            return Err(BindError::Config(ConfigError::HandoverWithPassedSockets));
         }
         let count = config.instances.len() + activated.len();
         if count > usize::from(u16::MAX) {

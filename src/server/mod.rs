@@ -61,7 +61,7 @@ use log::info;
 use mio::{Events, Poll, Waker};
 
 use bind::Bound;
-pub use bind::{default_backlog, BindError, PASSED_SOCKETS};
+pub use bind::{default_backlog, BindError};
 use conn::{Cx, Shared, State, Status};
 use console::Console;
 use counters::{Counters, Snapshot};
